@@ -1,0 +1,177 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"kiln/exporter"
+
+	"github.com/docker/go-units"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/spf13/cobra"
+)
+
+func newImagesCommand(g *globalFlags) *cobra.Command {
+	var quiet bool
+	cmd := &cobra.Command{
+		Use:   "images",
+		Short: "List images in the local store",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			store, _, err := g.open()
+			if err != nil {
+				return err
+			}
+			tags, err := store.Tags()
+			if err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(os.Stdout, 0, 8, 3, ' ', 0)
+			if !quiet {
+				fmt.Fprintln(w, "REPOSITORY\tTAG\tDIGEST\tCREATED\tSIZE")
+			}
+			for _, d := range tags {
+				name := d.Annotations[ocispec.AnnotationRefName]
+				if quiet {
+					fmt.Fprintln(w, name)
+					continue
+				}
+				repo, tag := splitName(name)
+				created, size := "-", "-"
+				if img, _, err := exporter.Load(cmd.Context(), store, d); err == nil {
+					if img.Config.Created != nil {
+						created = units.HumanDuration(time.Since(*img.Config.Created)) + " ago"
+					}
+					var n int64
+					for _, l := range img.Layers {
+						n += l.Size
+					}
+					size = units.HumanSize(float64(n))
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", repo, tag, d.Digest.Encoded()[:12], created, size)
+			}
+			return w.Flush()
+		},
+	}
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only show names")
+	return cmd
+}
+
+// splitName splits a stored name into repository and tag, dropping Docker Hub's implicit parts
+// as `docker images` does.
+func splitName(name string) (string, string) {
+	repo, tag := name, "<none>"
+	if i := strings.LastIndex(name, ":"); i > strings.LastIndex(name, "/") {
+		repo, tag = name[:i], name[i+1:]
+	}
+	repo = strings.TrimPrefix(repo, "docker.io/")
+	repo = strings.TrimPrefix(repo, "library/")
+	return repo, tag
+}
+
+func newRmiCommand(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rmi IMAGE [IMAGE...]",
+		Short: "Remove image names from the local store (kiln prune frees their space)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			store, _, err := g.open()
+			if err != nil {
+				return err
+			}
+			for _, a := range args {
+				if err := store.Untag(a); err != nil {
+					return fmt.Errorf("remove %s: %w", a, err)
+				}
+				fmt.Printf("Untagged: %s\n", a)
+			}
+			return nil
+		},
+	}
+}
+
+func newInspectCommand(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "inspect IMAGE",
+		Short: "Show an image's manifest and config as JSON",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			store, _, err := g.open()
+			if err != nil {
+				return err
+			}
+			desc, err := store.Resolve(args[0])
+			if err != nil {
+				return fmt.Errorf("image %s: %w", args[0], err)
+			}
+			img, mdesc, err := exporter.Load(cmd.Context(), store, desc)
+			if err != nil {
+				return err
+			}
+			raw, err := store.ReadBlob(mdesc.Digest)
+			if err != nil {
+				return err
+			}
+			out := struct {
+				Name     string          `json:"name"`
+				Digest   string          `json:"digest"`
+				Manifest json.RawMessage `json:"manifest"`
+				Config   any             `json:"config"`
+			}{args[0], mdesc.Digest.String(), raw, img.Config}
+			enc := json.NewEncoder(os.Stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(out)
+		},
+	}
+}
+
+func newPruneCommand(g *globalFlags) *cobra.Command {
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "prune",
+		Short: "Remove build cache and blobs no image name needs",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			store, snaps, err := g.open()
+			if err != nil {
+				return err
+			}
+			unlock, err := store.Lock(ctx, true)
+			if err != nil {
+				return err
+			}
+			defer unlock()
+			rep, err := store.Prune(ctx, all)
+			if err != nil {
+				return err
+			}
+			infos, err := snaps.List(ctx)
+			if err != nil {
+				return err
+			}
+			removed := 0
+			for _, in := range infos {
+				if rep.Keep[in.ChainID] {
+					continue
+				}
+				if err := snaps.Remove(ctx, in.ChainID); err != nil {
+					return fmt.Errorf("remove snapshot %s: %w", in.ChainID, err)
+				}
+				removed++
+			}
+			if err := cleanupSnapshots(ctx, snaps); err != nil {
+				return err
+			}
+			fmt.Printf("Deleted %d blobs, %d cache records, %d snapshots. Total reclaimed space: %s\n",
+				rep.Blobs, rep.Records, removed, units.HumanSize(float64(rep.Reclaimed)))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&all, "all", "a", false, "remove all build cache, not just unused")
+	return cmd
+}

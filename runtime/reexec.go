@@ -1,0 +1,65 @@
+package runtime
+
+import (
+	"fmt"
+	"os"
+)
+
+// initArg0 is the argv[0] the sandbox init is started with: Reexec recognises it.
+const initArg0 = "kiln-sandbox-init"
+
+// The init's extra file descriptors (after stdin, stdout, stderr).
+const (
+	configFD = 3 // the parent writes initConfig as JSON here, then closes it
+	statusFD = 4 // the init writes one initStatus as JSON here
+)
+
+// initConfig is everything the init needs, sent over a pipe so that none of it (the step's env
+// may hold secrets) shows in the argv or environment of any process. Paths are host paths,
+// already resolved inside the root.
+type initConfig struct {
+	Root     string      `json:"root"`
+	Proc     string      `json:"proc"`
+	Dev      string      `json:"dev"`
+	Sys      string      `json:"sys"`
+	Binds    []bindMount `json:"binds,omitempty"`
+	Hostname string      `json:"hostname"`
+	Cwd      string      `json:"cwd"` // inside the new root
+	Args     []string    `json:"args"`
+	Env      []string    `json:"env"`
+	UID      uint32      `json:"uid"`
+	GID      uint32      `json:"gid"`
+	Groups   []uint32    `json:"groups,omitempty"`
+}
+
+// bindMount binds a host file or directory onto a target in the root.
+type bindMount struct {
+	Source   string `json:"source"`
+	Target   string `json:"target"`
+	ReadOnly bool   `json:"readOnly"`
+}
+
+// initStatus is the init's report: a set-up error (the process never ran), or how the
+// process ended.
+type initStatus struct {
+	Error  string `json:"error,omitempty"`
+	Exited bool   `json:"exited,omitempty"`
+	Code   int    `json:"code"`
+	Signal string `json:"signal,omitempty"`
+}
+
+// Reexec runs the sandbox init when this process was started as one, and then exits; it
+// returns false otherwise. Every binary that calls Run must call Reexec first thing in main
+// (and tests in TestMain), because Run starts the sandbox by re-executing /proc/self/exe.
+func Reexec() bool {
+	if len(os.Args) == 0 || os.Args[0] != initArg0 {
+		return false
+	}
+	if os.Getpid() != 1 {
+		// Only Run starts the init, always as PID 1 of a new PID namespace.
+		fmt.Fprintf(os.Stderr, "%s: not started by kiln\n", initArg0)
+		os.Exit(125)
+	}
+	os.Exit(runInit())
+	return true
+}

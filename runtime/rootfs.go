@@ -1,0 +1,161 @@
+package runtime
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// devNodes are the device nodes of the sandbox's /dev, bound from the host's (binding works in
+// user namespaces too, where mknod does not).
+func devNodes() []string { return []string{"null", "zero", "full", "random", "urandom", "tty"} }
+
+// devLinks are the symlinks of the sandbox's /dev.
+func devLinks() [][2]string {
+	return [][2]string{
+		{"/proc/self/fd", "fd"},
+		{"/proc/self/fd/0", "stdin"},
+		{"/proc/self/fd/1", "stdout"},
+		{"/proc/self/fd/2", "stderr"},
+		{"pts/ptmx", "ptmx"},
+	}
+}
+
+// setupRoot runs in the init, in its new mount namespace: it mounts /proc, /dev, /sys and the
+// bind mounts into the root, makes the root "/" with pivot_root, sets the host name and enters
+// the working directory. Every mount lives and dies with this namespace.
+func setupRoot(c *initConfig) error {
+	// Nothing done here may reach the host's mount table.
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make mounts private: %w", err)
+	}
+	// pivot_root needs the new root to be a mount point.
+	if err := unix.Mount(c.Root, c.Root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind root %s: %w", c.Root, err)
+	}
+	if err := unix.Mount("proc", c.Proc, "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return fmt.Errorf("mount /proc: %w", err)
+	}
+	if err := setupDev(c.Dev); err != nil {
+		return err
+	}
+	if err := mountSys(c.Sys); err != nil {
+		return err
+	}
+	for _, b := range c.Binds {
+		if err := bind(b.Source, b.Target, b.ReadOnly); err != nil {
+			return err
+		}
+	}
+	if err := pivotRoot(c.Root); err != nil {
+		return err
+	}
+	if err := unix.Sethostname([]byte(c.Hostname)); err != nil {
+		return fmt.Errorf("set host name: %w", err)
+	}
+	cwd := filepath.Join("/", c.Cwd)
+	// Created as root, as Docker does; it stays in the layer.
+	if err := os.MkdirAll(cwd, 0o755); err != nil {
+		return fmt.Errorf("create working directory %s: %w", cwd, err)
+	}
+	if err := unix.Chdir(cwd); err != nil {
+		return fmt.Errorf("enter working directory %s: %w", cwd, err)
+	}
+	return nil
+}
+
+// setupDev mounts a small tmpfs at dev holding only what a build needs.
+func setupDev(dev string) error {
+	if err := unix.Mount("tmpfs", dev, "tmpfs", unix.MS_NOSUID|unix.MS_STRICTATIME, "mode=755,size=65536k"); err != nil {
+		return fmt.Errorf("mount /dev: %w", err)
+	}
+	for _, n := range devNodes() {
+		p := filepath.Join(dev, n)
+		f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o666)
+		if err != nil {
+			return fmt.Errorf("create /dev/%s: %w", n, err)
+		}
+		f.Close()
+		if err := unix.Mount("/dev/"+n, p, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind /dev/%s: %w", n, err)
+		}
+	}
+	mounts := []struct {
+		name, fstype string
+		mode         os.FileMode
+		flags        uintptr
+		data         string
+	}{
+		{"pts", "devpts", 0o755, unix.MS_NOSUID | unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"},
+		{"shm", "tmpfs", 0o1777, unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, "mode=1777,size=65536k"},
+		{"mqueue", "mqueue", 0o755, unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
+	}
+	for _, m := range mounts {
+		p := filepath.Join(dev, m.name)
+		if err := os.Mkdir(p, m.mode); err != nil {
+			return fmt.Errorf("create /dev/%s: %w", m.name, err)
+		}
+		if err := unix.Mount(m.fstype, p, m.fstype, m.flags, m.data); err != nil {
+			return fmt.Errorf("mount /dev/%s: %w", m.name, err)
+		}
+	}
+	for _, l := range devLinks() {
+		if err := os.Symlink(l[0], filepath.Join(dev, l[1])); err != nil {
+			return fmt.Errorf("create /dev/%s: %w", l[1], err)
+		}
+	}
+	return nil
+}
+
+// mountSys mounts a read-only sysfs at sys, or, where a fresh sysfs is refused, the host's
+// /sys made read-only as a whole tree.
+func mountSys(sys string) error {
+	const flags = unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+	err := unix.Mount("sysfs", sys, "sysfs", flags, "")
+	if err == nil {
+		return nil
+	}
+	if err := unix.Mount("/sys", sys, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("mount /sys: %w", err)
+	}
+	attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC}
+	if err := unix.MountSetattr(-1, sys, unix.AT_RECURSIVE, attr); err != nil {
+		return fmt.Errorf("make /sys read-only: %w", err)
+	}
+	return nil
+}
+
+// bind mounts source onto target, read-only if asked.
+func bind(source, target string, readOnly bool) error {
+	if err := unix.Mount(source, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind %s onto %s: %w", source, target, err)
+	}
+	if !readOnly {
+		return nil
+	}
+	const flags = unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV
+	if err := unix.Mount("", target, "", flags, ""); err != nil {
+		return fmt.Errorf("make %s read-only: %w", target, err)
+	}
+	return nil
+}
+
+// pivotRoot makes root the new "/" and detaches the old one. pivot_root(".", ".") stacks the old
+// root on top of the new one, so no directory for it has to be made inside the image.
+func pivotRoot(root string) error {
+	if err := unix.Chdir(root); err != nil {
+		return fmt.Errorf("enter root %s: %w", root, err)
+	}
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return fmt.Errorf("pivot_root into %s: %w", root, err)
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("detach the old root: %w", err)
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return fmt.Errorf("enter new root: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,283 @@
+// Package runtime runs a RUN step's process in a sandbox: new mount, PID, UTS and IPC namespaces,
+// pivot_root into the snapshot's root, /proc, a minimal /dev, a read-only /sys, and a cgroup of
+// its own that is emptied when the step ends.
+//
+// The sandbox is set up by kiln itself: Run re-executes /proc/self/exe as the sandbox's init
+// (see Reexec), which mounts, pivots, starts the step's process and reaps as PID 1.
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// DefaultPath is the PATH a process gets when its environment has none (Docker's).
+const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// stdinWaitDelay bounds how long Run waits, once the sandbox is gone, for a Stdin reader that
+// blocks; output is never cut, since every writer of it is dead by then.
+const stdinWaitDelay = 2 * time.Second
+
+// Spec is one process to run in a sandbox.
+type Spec struct {
+	ID       string   // names the step's cgroup; unique among running steps
+	Root     string   // the root file system, already mounted and writable
+	Args     []string // argv; Args[0] is looked up in PATH inside Root when it has no slash
+	Env      []string // KEY=VALUE; PATH gets Docker's default when absent
+	Cwd      string   // inside Root; created if missing
+	User     string   // as USER writes it: name or uid, optionally :group or :gid; "" is root
+	Hostname string   // "" means a default
+	Stdin    io.Reader
+	Stdout   io.Writer
+	Stderr   io.Writer
+}
+
+// ExitError is a process that ran and failed.
+type ExitError struct {
+	Code   int    // exit status, or 128+signal
+	Signal string // the signal's name when it was killed by one
+}
+
+func (e *ExitError) Error() string {
+	if e.Signal != "" {
+		return fmt.Sprintf("killed by signal %s", e.Signal)
+	}
+	return fmt.Sprintf("exit code: %d", e.Code)
+}
+
+// Run runs spec's process and waits for it; when it returns, no process of the step is left and
+// every mount it made is gone. A non-zero exit is an *ExitError.
+func Run(ctx context.Context, spec Spec) error {
+	return run(ctx, spec, newCgroup)
+}
+
+// run is Run with the choice of cgroup version left to the caller (tests try both).
+func run(ctx context.Context, spec Spec, newCg func(id string) (cgroup, error)) (err error) {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("run %s: %w", spec.ID, err)
+	}
+	if err := spec.check(); err != nil {
+		return err
+	}
+	usr, err := ResolveUser(spec.Root, spec.User)
+	if err != nil {
+		return fmt.Errorf("run %s: %w", spec.ID, err)
+	}
+	hostname := spec.Hostname
+	if hostname == "" {
+		hostname = DefaultHostname
+	}
+	cfg := initConfig{
+		Root:     spec.Root,
+		Hostname: hostname,
+		Cwd:      spec.Cwd,
+		Args:     spec.Args,
+		Env:      processEnv(spec.Env, usr.Home),
+		UID:      usr.UID,
+		GID:      usr.GID,
+		Groups:   usr.Groups,
+	}
+
+	tmp, err := os.MkdirTemp("", "kiln-run-")
+	if err != nil {
+		return fmt.Errorf("run %s: %w", spec.ID, err)
+	}
+	defer os.RemoveAll(tmp)
+	// Deferred first, so it runs last: after the sandbox and its mounts are gone.
+	var st stubs
+	defer func() { err = errors.Join(err, st.remove()) }()
+	if err := prepareMountPoints(&cfg, &st, tmp); err != nil {
+		return fmt.Errorf("run %s: %w", spec.ID, err)
+	}
+
+	cg, err := newCg(spec.ID)
+	if err != nil {
+		return fmt.Errorf("run %s: %w", spec.ID, err)
+	}
+	defer func() { err = errors.Join(err, cg.destroy()) }()
+
+	st2, err := startAndWait(ctx, spec, cfg, cg)
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return fmt.Errorf("run %s: %w", spec.ID, ctxErr)
+	}
+	if err != nil {
+		return fmt.Errorf("run %s: %w", spec.ID, err)
+	}
+	if st2.Code != 0 {
+		return &ExitError{Code: st2.Code, Signal: st2.Signal}
+	}
+	return nil
+}
+
+func (s *Spec) check() error {
+	if len(s.Args) == 0 || s.Args[0] == "" {
+		return fmt.Errorf("run %s: no command", s.ID)
+	}
+	if !filepath.IsAbs(s.Root) {
+		return fmt.Errorf("run %s: root %q is not an absolute path", s.ID, s.Root)
+	}
+	fi, err := os.Stat(s.Root)
+	if err != nil {
+		return fmt.Errorf("run %s: root: %w", s.ID, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("run %s: root %s is not a directory", s.ID, s.Root)
+	}
+	if len(s.Hostname) > 64 || strings.ContainsAny(s.Hostname, "/ \t\n\x00") {
+		return fmt.Errorf("run %s: invalid host name %q", s.ID, s.Hostname)
+	}
+	return checkCgroupName(s.ID)
+}
+
+// processEnv is env with Docker's PATH and the user's HOME added where they are missing.
+func processEnv(env []string, home string) []string {
+	out := make([]string, 0, len(env)+2)
+	hasPath, hasHome := false, false
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		hasPath = hasPath || k == "PATH"
+		hasHome = hasHome || k == "HOME"
+		out = append(out, kv)
+	}
+	if !hasPath {
+		out = append(out, "PATH="+DefaultPath)
+	}
+	if !hasHome {
+		out = append(out, "HOME="+home)
+	}
+	return out
+}
+
+// prepareMountPoints resolves (and, where missing, creates as stubs) every mount point in the
+// root, and writes the /etc files into tmp.
+func prepareMountPoints(cfg *initConfig, st *stubs, tmp string) error {
+	var err error
+	for _, d := range []struct {
+		path string
+		dst  *string
+	}{{"/proc", &cfg.Proc}, {"/dev", &cfg.Dev}, {"/sys", &cfg.Sys}} {
+		if *d.dst, err = st.ensure(cfg.Root, d.path, true); err != nil {
+			return err
+		}
+	}
+	files, err := writeEtcFiles(tmp, cfg.Hostname)
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		target, err := st.ensure(cfg.Root, f.target, false)
+		if err != nil {
+			return err
+		}
+		cfg.Binds = append(cfg.Binds, bindMount{Source: f.source, Target: target, ReadOnly: true})
+	}
+	st.sealed()
+	return nil
+}
+
+// startAndWait starts the init in its namespaces and cgroup, hands it cfg and waits for it.
+// Cancelling ctx kills the whole cgroup.
+func startAndWait(ctx context.Context, spec Spec, cfg initConfig, cg cgroup) (initStatus, error) {
+	confR, confW, err := os.Pipe()
+	if err != nil {
+		return initStatus{}, err
+	}
+	defer confW.Close()
+	statR, statW, err := os.Pipe()
+	if err != nil {
+		confR.Close()
+		return initStatus{}, err
+	}
+	defer statR.Close()
+
+	cmd := &exec.Cmd{
+		Path:       "/proc/self/exe",
+		Args:       []string{initArg0},
+		Env:        []string{}, // the init needs none; the process gets cfg.Env
+		Stdin:      spec.Stdin,
+		Stdout:     spec.Stdout,
+		Stderr:     spec.Stderr,
+		ExtraFiles: []*os.File{confR, statW}, // configFD, statusFD
+		WaitDelay:  stdinWaitDelay,
+		SysProcAttr: &syscall.SysProcAttr{
+			Cloneflags: unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC,
+			// If kiln dies, so does the sandbox (and with PID 1, everything in it).
+			Pdeathsig: syscall.SIGKILL,
+			// Out of the terminal's process group: ^C is kiln's to handle, by cancelling ctx.
+			Setpgid: true,
+		},
+	}
+	inCgroup := cg.prepare(cmd.SysProcAttr)
+	err = cmd.Start()
+	confR.Close()
+	statW.Close()
+	if err != nil {
+		return initStatus{}, fmt.Errorf("start sandbox: %w", err)
+	}
+	statusCh := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(statR)
+		statusCh <- b
+	}()
+
+	stop := context.AfterFunc(ctx, func() {
+		_ = cg.kill()
+		_ = cmd.Process.Kill() // in case it is not in the cgroup yet
+	})
+	defer stop()
+
+	// The init waits for its config before doing anything, so with v1 it cannot fork before it
+	// is in the cgroup.
+	var setupErr error
+	if !inCgroup {
+		setupErr = cg.add(cmd.Process.Pid)
+	}
+	if setupErr == nil {
+		if err := json.NewEncoder(confW).Encode(&cfg); err != nil {
+			setupErr = fmt.Errorf("send sandbox config: %w", err)
+		}
+	}
+	confW.Close()
+	if setupErr != nil {
+		_ = cmd.Process.Kill()
+	}
+	waitErr := cmd.Wait()
+	statusBytes := <-statusCh
+	if setupErr != nil {
+		return initStatus{}, setupErr
+	}
+
+	var st initStatus
+	if len(statusBytes) > 0 {
+		if err := json.Unmarshal(statusBytes, &st); err != nil {
+			return initStatus{}, fmt.Errorf("read sandbox status %q: %w", statusBytes, err)
+		}
+	}
+	switch {
+	case st.Error != "" && !st.Exited:
+		return initStatus{}, errors.New(st.Error)
+	case st.Exited:
+		return st, nil
+	}
+	// No report: the init itself died.
+	if ps := cmd.ProcessState; ps != nil {
+		if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return initStatus{}, fmt.Errorf("sandbox init killed by signal %s", unix.SignalName(ws.Signal()))
+		}
+	}
+	if waitErr != nil {
+		return initStatus{}, fmt.Errorf("sandbox init: %w", waitErr)
+	}
+	return initStatus{}, errors.New("sandbox init ended without a report")
+}
