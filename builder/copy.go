@@ -93,6 +93,7 @@ func (bd *build) copy(ctx context.Context, st *stageState, c copyCmd, label stri
 			layers = img.Layers
 		}
 		source = "snapshot:" + chainOf(layers)
+		spec.KeepOwners = true // files from a stage or an image keep their owners, as in BuildKit
 		view = func(ctx context.Context) (string, func() error, error) {
 			chain, err := bd.ensureChain(ctx, layers)
 			if err != nil {

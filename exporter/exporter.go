@@ -8,12 +8,14 @@ import (
 
 	"kiln/snapshot"
 
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 )
 
 // Image is an image whose layer blobs are in the content store.
 type Image struct {
-	Config ocispec.Image    // the whole config: rootfs.diff_ids and history match Layers
+	// The whole config, in Docker's form of the OCI config: it keeps Healthcheck, OnBuild and
+	// Shell, which ocispec.ImageConfig lacks. rootfs.diff_ids and history match Layers.
+	Config dockerspec.DockerOCIImage
 	Layers []snapshot.Layer // bottom first
 }
 

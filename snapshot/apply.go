@@ -336,13 +336,18 @@ func (a *applier) resolveLinkTarget(name string) (string, error) {
 		return "", fmt.Errorf("hardlink to the root")
 	}
 	dirRel, base := path.Split(rel)
-	parent, err := a.resolveDir(dirRel, false)
+	parent, err := a.resolveDir(dirRel, a.overlay)
 	if err != nil {
 		return "", fmt.Errorf("hardlink target %s: %w", name, err)
 	}
 	p := filepath.Join(parent, base)
 	var st unix.Stat_t
-	if err := unix.Lstat(p, &st); err != nil {
+	err = unix.Lstat(p, &st)
+	if errors.Is(err, unix.ENOENT) && a.overlay {
+		// Some tools link to a file of a lower layer; copy it up first, as overlay would.
+		err = a.copyUp(rel, p, &st)
+	}
+	if err != nil {
 		return "", fmt.Errorf("hardlink target %s: %w", name, err)
 	}
 	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
@@ -374,4 +379,29 @@ func (a *applier) mkImplicit(p, rel string) error {
 		return setAttrs(p, false, at, true)
 	}
 	return nil
+}
+
+// copyUp copies the file rel of the topmost lower holding it to p, with its attributes.
+func (a *applier) copyUp(rel, p string, st *unix.Stat_t) error {
+	for _, l := range a.lowers {
+		lp := filepath.Join(l, rel)
+		if err := unix.Lstat(lp, st); err != nil {
+			continue
+		}
+		if isWhiteout(st) || st.Mode&unix.S_IFMT != unix.S_IFREG {
+			break
+		}
+		at, err := statAttrs(lp, st)
+		if err != nil {
+			return err
+		}
+		if err := copyFileData(lp, p); err != nil {
+			return err
+		}
+		if err := setAttrs(p, false, at, false); err != nil {
+			return err
+		}
+		return unix.Lstat(p, st)
+	}
+	return unix.ENOENT
 }

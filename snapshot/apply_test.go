@@ -198,3 +198,27 @@ func TestApplyTarPlain(t *testing.T) {
 		t.Errorf("owned2: %s", tree["owned2"])
 	}
 }
+
+// TestApplyHardlinkToLower: a layer linking to a file of a lower layer gets it copied up.
+func TestApplyHardlinkToLower(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			s := newSnapshotter(t, kind)
+			ctx := context.Background()
+			b1, d1 := newTar().dir(t, "usr/").dir(t, "usr/bin/").file(t, "usr/bin/tool", "tool").bytes(t)
+			base, err := s.Apply(ctx, "", d1, bytes.NewReader(b1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b2, d2 := newTar().add(t, tar.Header{Typeflag: tar.TypeLink, Name: "tool2", Linkname: "usr/bin/tool"}, "").bytes(t)
+			chain, err := s.Apply(ctx, base, d2, bytes.NewReader(b2))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tree := view(t, s, chain)
+			if !strings.Contains(tree["tool2"], `data="tool"`) || !strings.Contains(tree["usr/bin/tool"], `data="tool"`) {
+				t.Errorf("tree %v", tree)
+			}
+		})
+	}
+}

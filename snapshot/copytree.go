@@ -97,7 +97,7 @@ func (c *treeCopier) copy(src, dst, rel string, st *unix.Stat_t) error {
 			}
 			c.links[k] = dst
 		}
-		if err := copyFileData(src, dst, st.Size); err != nil {
+		if err := copyFileData(src, dst); err != nil {
 			return err
 		}
 		c.size += st.Size
@@ -129,7 +129,7 @@ func joinRel(rel, name string) string {
 
 // copyFileData copies a regular file's bytes; io.Copy between files uses copy_file_range,
 // which shares extents where the file system can.
-func copyFileData(src, dst string, size int64) error {
+func copyFileData(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err

@@ -251,18 +251,18 @@ func (s *Overlay) View(ctx context.Context, chainID string) (string, func() erro
 	}
 	target := s.path(id, "merged")
 	if err := os.Mkdir(target, 0o755); err != nil {
-		os.RemoveAll(s.path(id))
+		s.discard(id)
 		return "", nil, err
 	}
 	if err := mountOverlay(overlayMount{lowers: lowers, target: target}); err != nil {
-		os.RemoveAll(s.path(id))
+		s.discard(id)
 		return "", nil, fmt.Errorf("view snapshot %s: %w", chainID, err)
 	}
 	release := func() error {
 		if err := unmount(target); err != nil {
 			return err
 		}
-		return os.RemoveAll(s.path(id))
+		return s.discard(id)
 	}
 	return target, release, nil
 }

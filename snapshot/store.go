@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
@@ -51,6 +52,9 @@ type meta struct {
 type store struct {
 	dir  string
 	kind string
+	// locks holds the flock'd lock file of each work dir this process owns: Cleanup in any
+	// process takes a work dir whose lock it can get as left by a crash.
+	locks *sync.Map // name -> *os.File
 }
 
 func newStore(dir, kind string) (store, error) {
@@ -61,7 +65,7 @@ func newStore(dir, kind string) (store, error) {
 	if err := os.MkdirAll(filepath.Join(abs, "empty"), 0o755); err != nil {
 		return store{}, fmt.Errorf("snapshot dir %s: %w", dir, err)
 	}
-	return store{dir: abs, kind: kind}, nil
+	return store{dir: abs, kind: kind, locks: &sync.Map{}}, nil
 }
 
 // New opens the snapshots kept under dir. kind is "overlay" (the default when ""), "copy", or
@@ -117,7 +121,37 @@ func (s store) newWorkDir(prefix string) (string, error) {
 	if err := os.Mkdir(s.path(name), 0o700); err != nil {
 		return "", fmt.Errorf("make snapshot work dir: %w", err)
 	}
+	if prefix == "trash" {
+		return name, nil
+	}
+	f, err := os.OpenFile(s.path(name, lockFile), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err == nil {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err != nil {
+			f.Close()
+		}
+	}
+	if err != nil {
+		os.RemoveAll(s.path(name))
+		return "", fmt.Errorf("lock snapshot work dir: %w", err)
+	}
+	s.locks.Store(name, f)
 	return name, nil
+}
+
+const lockFile = "lock"
+
+// unlock lets go of the lock of the work dir name, once it is published, trashed or deleted.
+func (s store) unlock(name string) {
+	if f, ok := s.locks.LoadAndDelete(name); ok {
+		f.(*os.File).Close()
+	}
+}
+
+// discard deletes the small work dir name at once.
+func (s store) discard(name string) error {
+	defer s.unlock(name)
+	return os.RemoveAll(s.path(name))
 }
 
 func checkWorkName(id string) error {
@@ -201,6 +235,9 @@ func (s store) publish(name string, m meta) error {
 	if err != nil {
 		return err
 	}
+	if err := os.Remove(s.path(name, lockFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("publish snapshot %s: %w", m.ChainID, err)
+	}
 	err = unix.Renameat2(unix.AT_FDCWD, s.path(name), unix.AT_FDCWD, target, unix.RENAME_NOREPLACE)
 	if errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOTEMPTY) {
 		if s.Has(m.ChainID) {
@@ -216,6 +253,7 @@ func (s store) publish(name string, m meta) error {
 	if err != nil {
 		return fmt.Errorf("publish snapshot %s: %w", m.ChainID, err)
 	}
+	s.unlock(name)
 	return syncDir(s.dir)
 }
 
@@ -238,6 +276,7 @@ func (s store) trash(name string) error {
 		os.Remove(s.path(t))
 		return fmt.Errorf("remove snapshot %s: %w", name, err)
 	}
+	s.unlock(name)
 	return nil
 }
 
@@ -292,8 +331,10 @@ func (s store) remove(chainID string) error {
 	return s.trash(n)
 }
 
-// Cleanup deletes what Remove, Abort and lost races left in the trash. Call it when no build is
-// running in this process (deleting big trees slows down file creation for a while).
+// Cleanup deletes what Remove, Abort and lost races left in the trash, and the work dirs
+// (active, apply, view) of processes that died without cleaning up (their mounts included).
+// Call it when no build is running in this process: deleting big trees slows down file
+// creation for a while.
 func Cleanup(ctx context.Context, dir string) error {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -304,15 +345,32 @@ func Cleanup(ctx context.Context, dir string) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if !strings.HasPrefix(e.Name(), "trash-") {
+		name := e.Name()
+		p := filepath.Join(dir, name)
+		switch {
+		case strings.HasPrefix(name, "trash-"):
+		case strings.HasPrefix(name, "active-"), strings.HasPrefix(name, "apply-"), strings.HasPrefix(name, "view-"):
+			if !orphaned(p) {
+				continue
+			}
+		default:
 			continue
 		}
-		p := filepath.Join(dir, e.Name())
-		// A trashed active snapshot may still hold a mount left by a crash.
+		// A trashed or orphaned active snapshot may still hold a mount left by a crash.
 		unmountAll(p)
 		if err := os.RemoveAll(p); err != nil {
 			errs = append(errs, fmt.Errorf("clean up %s: %w", p, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// orphaned reports whether the work dir p was left by a process that died: nobody holds its lock.
+func orphaned(p string) bool {
+	f, err := os.OpenFile(filepath.Join(p, lockFile), os.O_RDWR, 0)
+	if err != nil {
+		return false // being made or being published
+	}
+	defer f.Close()
+	return unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil
 }

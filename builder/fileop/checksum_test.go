@@ -54,7 +54,9 @@ func TestChecksum(t *testing.T) {
 			s.KeepOwners = true
 		}},
 		{name: "ignored file added", same: true, mutate: func(t *testing.T, src string, _ *Spec) { mkTree(t, src, file("new.log", "n", 0o644)) }},
-		{name: "ignored file changed", same: true, mutate: func(t *testing.T, src string, _ *Spec) { os.WriteFile(filepath.Join(src, "x.log"), []byte("zz"), 0o644) }},
+		{name: "ignored file changed", same: true, mutate: func(t *testing.T, src string, _ *Spec) {
+			os.WriteFile(filepath.Join(src, "x.log"), []byte("zz"), 0o644)
+		}},
 		{name: "content", mutate: func(t *testing.T, src string, _ *Spec) { os.WriteFile(filepath.Join(src, "d/b"), []byte("B"), 0o600) }},
 		{name: "mode", mutate: func(t *testing.T, src string, _ *Spec) { os.Chmod(filepath.Join(src, "d/b"), 0o644) }},
 		{name: "symlink target", mutate: func(t *testing.T, src string, _ *Spec) {
@@ -63,7 +65,9 @@ func TestChecksum(t *testing.T) {
 		}},
 		{name: "file added", mutate: func(t *testing.T, src string, _ *Spec) { mkTree(t, src, file("d/c", "", 0o600)) }},
 		{name: "empty dir added", mutate: func(t *testing.T, src string, _ *Spec) { mkTree(t, src, dir("e", 0o755)) }},
-		{name: "renamed", mutate: func(t *testing.T, src string, _ *Spec) { os.Rename(filepath.Join(src, "a.txt"), filepath.Join(src, "a2.txt")) }},
+		{name: "renamed", mutate: func(t *testing.T, src string, _ *Spec) {
+			os.Rename(filepath.Join(src, "a.txt"), filepath.Join(src, "a2.txt"))
+		}},
 		{name: "file becomes hardlink", mutate: func(t *testing.T, src string, _ *Spec) {
 			os.Remove(filepath.Join(src, "d/b"))
 			os.Link(filepath.Join(src, "a.txt"), filepath.Join(src, "d/b"))

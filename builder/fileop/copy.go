@@ -319,9 +319,7 @@ func (c *copier) setInfo(e *entry, target string) error {
 			return err
 		}
 	}
-	if err := copyXattrs(e.abs, target, c.xbuf); err != nil {
-		return err
-	}
+	copyXattrs(e.abs, target, c.xbuf)
 	return setTimes(target, fi)
 }
 

@@ -129,6 +129,10 @@ func TestCopyIgnore(t *testing.T) {
 		cases[i].src = ignoreTree()
 		cases[i].prepare = loadTestIgnore
 	}
+	cases = append(cases, copyCase{name: "Dockerfile and .dockerignore can be ignored",
+		src:     []node{file(".dockerignore", "Dockerfile\n.dockerignore\n", 0o644), file("Dockerfile", "FROM scratch", 0o644), file("app.go", "go", 0o644)},
+		prepare: loadTestIgnore, spec: Spec{Sources: []string{"."}, Dest: "/c"},
+		want: []want{wAbsent("c/Dockerfile"), wAbsent("c/.dockerignore"), wFile("c/app.go", "go", 0o644)}})
 	runCopyCases(t, cases)
 }
 

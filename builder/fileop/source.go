@@ -44,7 +44,7 @@ func resolveSources(ctx context.Context, s *Spec) ([]source, error) {
 		}
 		p := path.Clean("/" + filepath.ToSlash(src))
 		if !containsWildcards(p) {
-			one, err := s.resolveOne(p, path.Base(p))
+			one, err := s.resolveOne(ctx, p, path.Base(p))
 			if err != nil {
 				return nil, err
 			}
@@ -62,7 +62,7 @@ func resolveSources(ctx context.Context, s *Spec) ([]source, error) {
 
 // resolveOne follows p (clean, absolute within SrcRoot) and checks that the
 // result is visible in the (filtered) source tree.
-func (s *Spec) resolveOne(p, name string) (source, error) {
+func (s *Spec) resolveOne(ctx context.Context, p, name string) (source, error) {
 	notFound := fmt.Errorf("%s failed: %q: %w", s.instruction(), p, ErrNotFound)
 	abs, err := resolveInRoot(s.SrcRoot, p, true, func(rel string) error {
 		if ex, err := s.Ignore.Excluded(rel, false); err != nil {
@@ -86,7 +86,7 @@ func (s *Spec) resolveOne(p, name string) (source, error) {
 		return source{}, fmt.Errorf("%s failed: %w", s.instruction(), err)
 	}
 	rel := relTo(s.SrcRoot, abs)
-	ok, err := s.visible(rel, abs, fi)
+	ok, err := s.visible(ctx, rel, abs, fi)
 	if err != nil {
 		return source{}, fmt.Errorf("%s failed: %w", s.instruction(), err)
 	}
@@ -101,7 +101,7 @@ func (s *Spec) resolveOne(p, name string) (source, error) {
 
 // visible tells whether rel survives .dockerignore: it is not excluded, or it
 // is an excluded directory that a "!" pattern keeps something inside of.
-func (s *Spec) visible(rel, abs string, fi os.FileInfo) (bool, error) {
+func (s *Spec) visible(ctx context.Context, rel, abs string, fi os.FileInfo) (bool, error) {
 	if s.Ignore == nil || rel == "" {
 		return true, nil
 	}
@@ -113,7 +113,7 @@ func (s *Spec) visible(rel, abs string, fi os.FileInfo) (bool, error) {
 		return false, nil
 	}
 	found := false
-	w := walker{ctx: context.Background(), ig: s.Ignore, visit: func(*entry) error {
+	w := walker{ctx: ctx, ig: s.Ignore, visit: func(*entry) error {
 		found = true
 		return errStopWalk
 	}}
@@ -147,11 +147,8 @@ func (s *Spec) resolveWildcard(ctx context.Context, p string) ([]source, error) 
 		}
 		ents, err := os.ReadDir(dir)
 		if err != nil {
-			if level > 0 && (errors.Is(err, fs.ErrNotExist) || isNotDir(err)) {
-				return nil
-			}
-			if level == 0 && (errors.Is(err, fs.ErrNotExist) || isNotDir(err)) {
-				return nil
+			if errors.Is(err, fs.ErrNotExist) || isNotDir(err) {
+				return nil // nothing to match below a missing or non-directory prefix
 			}
 			return fmt.Errorf("%s failed: read %s: %w", s.instruction(), relTo(s.SrcRoot, dir), err)
 		}
@@ -177,7 +174,7 @@ func (s *Spec) resolveWildcard(ctx context.Context, p string) ([]source, error) 
 	}
 	var out []source
 	for _, m := range matches {
-		one, err := s.resolveOne("/"+relTo(s.SrcRoot, m), path.Base(m))
+		one, err := s.resolveOne(ctx, "/"+relTo(s.SrcRoot, m), path.Base(m))
 		if err != nil {
 			if errors.Is(err, ErrNotFound) {
 				continue // hidden by .dockerignore or a dangling link

@@ -23,9 +23,9 @@ func file(p, content string, mode os.FileMode) node {
 	return node{path: p, kind: 'f', content: content, mode: mode}
 }
 func dir(p string, mode os.FileMode) node { return node{path: p, kind: 'd', mode: mode} }
-func symlink(p, target string) node     { return node{path: p, kind: 'l', link: target} }
-func hardlink(p, to string) node        { return node{path: p, kind: 'h', link: to} }
-func owned(n node, uid, gid int) node   { n.uid, n.gid = uid, gid; return n }
+func symlink(p, target string) node       { return node{path: p, kind: 'l', link: target} }
+func hardlink(p, to string) node          { return node{path: p, kind: 'h', link: to} }
+func owned(n node, uid, gid int) node     { n.uid, n.gid = uid, gid; return n }
 
 // testMtime is what every test file's mtime is set to, so tests can check
 // that Copy keeps it.
@@ -95,9 +95,9 @@ func wFile(p, content string, mode os.FileMode) want {
 	return want{path: p, kind: 'f', content: content, mode: mode}
 }
 func wDir(p string, mode os.FileMode) want { return want{path: p, kind: 'd', mode: mode} }
-func wLink(p, target string) want         { return want{path: p, kind: 'l', link: target} }
-func wAbsent(p string) want               { return want{path: p} }
-func wOwned(w want, uid, gid int) want    { w.uid, w.gid = uid, gid; return w }
+func wLink(p, target string) want          { return want{path: p, kind: 'l', link: target} }
+func wAbsent(p string) want                { return want{path: p} }
+func wOwned(w want, uid, gid int) want     { w.uid, w.gid = uid, gid; return w }
 
 // check verifies ws against the real tree below root with Lstat.
 func check(t *testing.T, root string, ws ...want) {

@@ -60,15 +60,15 @@ func getXattr(p, name string) ([]byte, error) {
 	return v[:n], nil
 }
 
-// copyXattrs copies src's extended attributes to dst. Like BuildKit (which
-// logs and goes on), an attribute the destination refuses is skipped.
-func copyXattrs(src, dst string, buf []byte) error {
+// copyXattrs copies src's extended attributes to dst, best effort: BuildKit
+// logs and ignores xattrs it can't read or set, so a copy never fails on
+// them.
+func copyXattrs(src, dst string, buf []byte) {
 	vals, names, err := listXattrs(src, buf)
 	if err != nil {
-		return nil // unreadable xattrs are not fatal for BuildKit either
+		return
 	}
 	for _, k := range names {
 		_ = unix.Lsetxattr(dst, k, vals[k], 0)
 	}
-	return nil
 }

@@ -85,6 +85,7 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags, contextDir stri
 	if err != nil {
 		return err
 	}
+	defer store.Close()
 	unlock, err := store.Lock(ctx, false)
 	if err != nil {
 		return err

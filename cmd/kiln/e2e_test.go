@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	kilnrt "kiln/runtime"
+
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -25,6 +27,9 @@ import (
 // against a real registry (docker-registry), and check the images with skopeo and umoci.
 
 func TestMain(m *testing.M) {
+	if kilnrt.Reexec() {
+		return
+	}
 	if os.Getenv("KILN_TEST_AS_KILN") == "1" {
 		main()
 		os.Exit(0)

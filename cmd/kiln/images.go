@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"kiln/exporter"
+	"kiln/snapshot"
 
 	"github.com/docker/go-units"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -26,6 +28,7 @@ func newImagesCommand(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer store.Close()
 			tags, err := store.Tags()
 			if err != nil {
 				return err
@@ -83,6 +86,7 @@ func newRmiCommand(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer store.Close()
 			for _, a := range args {
 				if err := store.Untag(a); err != nil {
 					return fmt.Errorf("remove %s: %w", a, err)
@@ -104,6 +108,7 @@ func newInspectCommand(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer store.Close()
 			desc, err := store.Resolve(args[0])
 			if err != nil {
 				return fmt.Errorf("image %s: %w", args[0], err)
@@ -141,6 +146,7 @@ func newPruneCommand(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer store.Close()
 			unlock, err := store.Lock(ctx, true)
 			if err != nil {
 				return err
@@ -150,21 +156,11 @@ func newPruneCommand(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			infos, err := snaps.List(ctx)
+			removed, err := pruneSnapshots(ctx, snaps, rep.Keep)
 			if err != nil {
 				return err
 			}
-			removed := 0
-			for _, in := range infos {
-				if rep.Keep[in.ChainID] {
-					continue
-				}
-				if err := snaps.Remove(ctx, in.ChainID); err != nil {
-					return fmt.Errorf("remove snapshot %s: %w", in.ChainID, err)
-				}
-				removed++
-			}
-			if err := cleanupSnapshots(ctx, snaps); err != nil {
+			if err := snapshot.Cleanup(ctx, store.SnapshotsDir()); err != nil {
 				return err
 			}
 			fmt.Printf("Deleted %d blobs, %d cache records, %d snapshots. Total reclaimed space: %s\n",
@@ -174,4 +170,48 @@ func newPruneCommand(g *globalFlags) *cobra.Command {
 	}
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "remove all build cache, not just unused")
 	return cmd
+}
+
+// pruneSnapshots removes the snapshots that no kept snapshot stands on, children before parents.
+func pruneSnapshots(ctx context.Context, snaps snapshot.Snapshotter, keep map[string]bool) (int, error) {
+	infos, err := snaps.List(ctx)
+	if err != nil {
+		return 0, err
+	}
+	parent := map[string]string{}
+	for _, in := range infos {
+		parent[in.ChainID] = in.Parent
+	}
+	needed := map[string]bool{}
+	for c := range keep {
+		for ; c != "" && !needed[c]; c = parent[c] {
+			needed[c] = true
+		}
+	}
+	children := map[string]int{}
+	for _, in := range infos {
+		if in.Parent != "" {
+			children[in.Parent]++
+		}
+	}
+	removed := 0
+	for progress := true; progress; {
+		progress = false
+		for _, in := range infos {
+			c := in.ChainID
+			if needed[c] || children[c] > 0 || parent[c] == "-" {
+				continue
+			}
+			if err := snaps.Remove(ctx, c); err != nil {
+				return removed, fmt.Errorf("remove snapshot %s: %w", c, err)
+			}
+			if in.Parent != "" {
+				children[in.Parent]--
+			}
+			parent[c] = "-" // removed
+			removed++
+			progress = true
+		}
+	}
+	return removed, nil
 }

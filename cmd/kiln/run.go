@@ -27,6 +27,7 @@ func newRunCommand(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer store.Close()
 			desc, err := store.Resolve(args[0])
 			if err != nil {
 				return fmt.Errorf("image %s: %w", args[0], err)
