@@ -79,4 +79,4 @@ func testBuild(t *testing.T, opts Options) (*Result, string, error) {
 type logWriter struct{ b []byte }
 
 func (l *logWriter) Write(p []byte) (int, error) { l.b = append(l.b, p...); return len(p), nil }
-func (l *logWriter) String() string             { return string(l.b) }
+func (l *logWriter) String() string              { return string(l.b) }

@@ -264,3 +264,27 @@ func BenchmarkCommit(b *testing.B) {
 		})
 	}
 }
+
+// TestCleanupOrphans: Cleanup takes away the work dirs (and mounts) of dead processes only.
+func TestCleanupOrphans(t *testing.T) {
+	s := newSnapshotter(t, KindOverlay).(*Overlay)
+	ctx := context.Background()
+	live := prepare(t, s, "")
+	dead := prepare(t, s, "")
+	s.unlock(dead.ID) // as if its process had died
+	if err := s.Cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(s.path(dead.ID)); !os.IsNotExist(err) {
+		t.Errorf("orphaned active snapshot still there: %v", err)
+	}
+	if pts, _ := mountsUnder(s.path(dead.ID)); len(pts) != 0 {
+		t.Errorf("orphan's mount left: %v", pts)
+	}
+	if err := os.WriteFile(filepath.Join(live.Root, "f"), []byte("x"), 0o644); err != nil {
+		t.Fatalf("live snapshot broken by Cleanup: %v", err)
+	}
+	if _, _, err := s.Commit(ctx, live, &bytes.Buffer{}, CommitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
