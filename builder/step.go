@@ -15,10 +15,6 @@ import (
 	digest "github.com/opencontainers/go-digest"
 )
 
-// emptyTarDiffID is the diff ID of a tar with no entries: a step that changed no file makes no
-// layer, as BuildKit drops such layers.
-const emptyTarDiffID = digest.Digest("sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef")
-
 // layerStep is a step that changes files: RUN, COPY, ADD, WORKDIR.
 type layerStep struct {
 	label     string
@@ -91,18 +87,11 @@ func (bd *build) execute(ctx context.Context, st *stageState, s layerStep, step 
 	if err != nil {
 		return cache.StepRecord{}, fmt.Errorf("commit snapshot: %w", err)
 	}
-	rec := cache.StepRecord{ChainID: chain, Created: time.Now().UTC().Truncate(time.Second)}
-	if layer.DiffID == emptyTarDiffID {
-		rec.ChainID = parent
-		if chain != parent {
-			_ = snaps.Remove(ctx, chain)
-		}
-	} else {
-		if _, _, err := w.Commit(layer.Digest); err != nil {
-			return cache.StepRecord{}, fmt.Errorf("store layer: %w", err)
-		}
-		rec.Layer = &layer
+	// A step that changed nothing still makes a layer (an empty tar), as BuildKit's do.
+	if _, _, err := w.Commit(layer.Digest); err != nil {
+		return cache.StepRecord{}, fmt.Errorf("store layer: %w", err)
 	}
+	rec := cache.StepRecord{Layer: &layer, ChainID: chain, Created: time.Now().UTC().Truncate(time.Second)}
 	if err := bd.b.Store.PutStep(s.key, rec); err != nil {
 		return cache.StepRecord{}, fmt.Errorf("record step: %w", err)
 	}

@@ -117,7 +117,11 @@ func exportImage(ctx context.Context, store *cache.Store, mdesc ocispec.Descript
 			return err
 		}
 	}
-	if push, _ := parseBool(out.Attrs["push"]); push {
+	push, err := parseBool(out.Attrs["push"])
+	if err != nil {
+		return fmt.Errorf("push=%w", err)
+	}
+	if push {
 		for _, n := range names {
 			if err := Push(ctx, store, mdesc, n); err != nil {
 				return err

@@ -222,3 +222,17 @@ func TestApplyHardlinkToLower(t *testing.T) {
 		})
 	}
 }
+
+// TestCompress: compressing a committed layer's tar gives back the same blob.
+func TestCompress(t *testing.T) {
+	s := newSnapshotter(t, KindOverlay)
+	c := build(t, s, "", func(root string) { baseTree(t, root) })
+	var out bytes.Buffer
+	l, err := Compress(context.Background(), bytes.NewReader(untgz(t, c.blob)), &out, CommitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l != c.layer || !bytes.Equal(out.Bytes(), c.blob) {
+		t.Errorf("Compress gave %+v, commit gave %+v", l, c.layer)
+	}
+}

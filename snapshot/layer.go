@@ -38,6 +38,7 @@ type fileKey struct{ dev, ino uint64 }
 type layerWriter struct {
 	ctx       context.Context
 	tw        *tar.Writer
+	sink      io.Writer // the uncompressed stream: diff ID hash and compressor
 	diffHash  hash.Hash
 	blobHash  hash.Hash
 	blobSize  countWriter
@@ -76,14 +77,15 @@ func newLayerWriter(ctx context.Context, w io.Writer, opts CommitOptions) (*laye
 			return nil, fmt.Errorf("gzip: %w", err)
 		}
 		lw.gz = gz
-		lw.tw = tar.NewWriter(io.MultiWriter(lw.diffHash, gz))
+		lw.sink = io.MultiWriter(lw.diffHash, gz)
 		lw.mediaType = ocispec.MediaTypeImageLayerGzip
 	case "uncompressed":
-		lw.tw = tar.NewWriter(io.MultiWriter(lw.diffHash, blob))
+		lw.sink = io.MultiWriter(lw.diffHash, blob)
 		lw.mediaType = ocispec.MediaTypeImageLayer
 	default:
 		return nil, fmt.Errorf("layer compression %q: want gzip or uncompressed", opts.Compression)
 	}
+	lw.tw = tar.NewWriter(lw.sink)
 	return lw, nil
 }
 
@@ -92,6 +94,10 @@ func (lw *layerWriter) finish() (Layer, error) {
 	if err := lw.tw.Close(); err != nil {
 		return Layer{}, fmt.Errorf("finish layer tar: %w", err)
 	}
+	return lw.finishBlob()
+}
+
+func (lw *layerWriter) finishBlob() (Layer, error) {
 	if lw.gz != nil {
 		if err := lw.gz.Close(); err != nil {
 			return Layer{}, fmt.Errorf("finish layer gzip: %w", err)
@@ -236,4 +242,35 @@ func (lw *layerWriter) add(abs, name string, st *unix.Stat_t) error {
 	}
 	lw.size += n
 	return nil
+}
+
+// Compress writes the uncompressed layer tar read from r to w, compressed per opts (the same
+// compressor and settings as Commit), and returns the layer: r's digest as diff ID, the digest
+// and size of what was written.
+func Compress(ctx context.Context, r io.Reader, w io.Writer, opts CommitOptions) (Layer, error) {
+	lw, err := newLayerWriter(ctx, w, opts)
+	if err != nil {
+		return Layer{}, err
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			lw.abort()
+			return Layer{}, err
+		}
+		n, rerr := io.ReadFull(r, lw.buf)
+		if n > 0 {
+			if _, err := lw.sink.Write(lw.buf[:n]); err != nil {
+				lw.abort()
+				return Layer{}, fmt.Errorf("compress layer: %w", err)
+			}
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			lw.abort()
+			return Layer{}, fmt.Errorf("compress layer: read: %w", rerr)
+		}
+	}
+	return lw.finishBlob()
 }

@@ -12,17 +12,23 @@ import (
 	"testing"
 )
 
-// TestMain checks, after all tests, that no test left a mount behind.
+// TestMain runs the tests under a temp dir of their own and checks, after all tests, that no
+// test left a mount under it.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if strings.Contains(l, "/snapshots/") && strings.Contains(l, os.TempDir()) {
-				fmt.Fprintln(os.Stderr, "left mounted:", l)
-				code = 1
-			}
-		}
+	tmp, err := os.MkdirTemp("", "kiln-snapshot-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
+	os.Setenv("TMPDIR", tmp) // t.TempDir uses it
+	code := m.Run()
+	pts, err := mountsUnder(tmp)
+	if err != nil || len(pts) > 0 {
+		fmt.Fprintln(os.Stderr, "left mounted:", pts, err)
+		unmountAll(tmp)
+		code = 1
+	}
+	os.RemoveAll(tmp)
 	os.Exit(code)
 }
 
