@@ -156,7 +156,7 @@ func (bd *build) stageIndex(ref string, before int) (int, bool) {
 func (bd *build) deps(i int) []int {
 	s := bd.df.Stages[i]
 	var out []int
-	if base, err := bd.global.expand(bd.df.Lex, s.BaseName); err == nil {
+	if base, err := bd.global.expand(bd.lex(), s.BaseName); err == nil {
 		if j, ok := bd.stageIndex(base, i); ok {
 			out = append(out, j)
 		}
@@ -213,5 +213,6 @@ func (bd *build) countStep(cached bool) {
 	}
 }
 
-// lex is the word expander for instruction arguments.
-func (bd *build) lex() *shell.Lex { return bd.df.Lex }
+// lex is a word expander for instruction arguments with the Dockerfile's escape token. A new
+// one each time: a shell.Lex keeps state while it works, and stages expand concurrently.
+func (bd *build) lex() *shell.Lex { return shell.NewLex(bd.df.Escape) }

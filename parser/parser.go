@@ -10,7 +10,6 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/linter"
 	bkparser "github.com/moby/buildkit/frontend/dockerfile/parser"
-	"github.com/moby/buildkit/frontend/dockerfile/shell"
 )
 
 // Dockerfile is a parsed Dockerfile.
@@ -20,7 +19,6 @@ type Dockerfile struct {
 	MetaArgs []instructions.ArgCommand // ARGs before the first FROM
 	Escape   rune                      // the escape token (directive `# escape=`)
 	Warnings []Warning                 // parser and lint warnings
-	Lex      *shell.Lex                // word expansion with the file's escape token
 }
 
 // Warning is a non-fatal finding about the Dockerfile.
@@ -119,7 +117,6 @@ func Parse(path string, data []byte) (*Dockerfile, error) {
 	if len(df.Stages) == 0 {
 		return nil, &Error{Path: path, Err: errors.New("the Dockerfile has no FROM instruction")}
 	}
-	df.Lex = shell.NewLex(res.EscapeToken)
 	return df, nil
 }
 
