@@ -81,11 +81,15 @@ func (bd *build) runStage(ctx context.Context, i int) (*stageState, error) {
 	if err != nil {
 		return nil, err
 	}
-	for n, cmd := range s.Commands {
+	n := 1
+	for _, cmd := range s.Commands {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		label := fmt.Sprintf("[%s %d/%d] %s", stageLabel(s, i), n+2, st.total, cmd.(fmt.Stringer).String())
+		if isLayerStep(cmd) {
+			n++
+		}
+		label := fmt.Sprintf("[%s%d/%d] %s", bd.stagePrefix(s, i), n, st.total, cmd.(fmt.Stringer).String())
 		if err := bd.dispatch(ctx, st, cmd, label); err != nil {
 			return nil, parser.At(bd.df.Path, cmd.Location(), err)
 		}
@@ -93,22 +97,43 @@ func (bd *build) runStage(ctx context.Context, i int) (*stageState, error) {
 	return st, nil
 }
 
-func stageLabel(s instructions.Stage, i int) string {
-	if s.Name != "" {
-		return s.Name
+// stagePrefix names the stage in progress labels as BuildKit does: nothing when the Dockerfile
+// has one stage, else its name or stage-N.
+func (bd *build) stagePrefix(s instructions.Stage, i int) string {
+	switch {
+	case len(bd.df.Stages) == 1:
+		return ""
+	case s.Name != "":
+		return s.Name + " "
+	default:
+		return fmt.Sprintf("stage-%d ", i)
 	}
-	return fmt.Sprintf("stage-%d", i)
+}
+
+// isLayerStep tells the instructions that BuildKit counts as steps of a stage: those that
+// change files.
+func isLayerStep(cmd instructions.Command) bool {
+	switch cmd.(type) {
+	case *instructions.RunCommand, *instructions.CopyCommand, *instructions.AddCommand, *instructions.WorkdirCommand:
+		return true
+	}
+	return false
 }
 
 // initStage starts stage i from its base: scratch, an earlier stage, or an image.
 func (bd *build) initStage(ctx context.Context, i int) (*stageState, error) {
 	s := bd.df.Stages[i]
-	st := &stageState{index: i, name: s.Name, args: &argScope{vals: map[string]*string{}}, total: len(s.Commands) + 1}
+	st := &stageState{index: i, name: s.Name, args: &argScope{vals: map[string]*string{}}, total: 1}
+	for _, c := range s.Commands {
+		if isLayerStep(c) {
+			st.total++
+		}
+	}
 	baseName, err := bd.global.expand(bd.lex(), s.BaseName)
 	if err != nil {
 		return nil, parser.At(bd.df.Path, s.Location, err)
 	}
-	label := fmt.Sprintf("[%s 1/%d] FROM %s", stageLabel(s, i), st.total, baseName)
+	label := fmt.Sprintf("[%s1/%d] FROM %s", bd.stagePrefix(s, i), st.total, baseName)
 	switch {
 	case baseName == "":
 		return nil, parser.At(bd.df.Path, s.Location, fmt.Errorf("base name (%s) should not be blank", s.BaseName))

@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -19,9 +21,9 @@ const initSetupFailed = 125
 // process that ends in the namespace and exits once the step's process has, reporting how it
 // ended. Leaving PID 1 makes the kernel kill whatever else is still running in the namespace.
 func runInit() int {
-	// The pipes must not reach the step's process.
-	syscall.CloseOnExec(configFD)
-	syscall.CloseOnExec(statusFD)
+	// Nothing but stdio may reach the step's process: not the pipes, nor any fd kiln itself
+	// inherited without close-on-exec (exec.Cmd passes those through).
+	closeOnExecFrom(configFD)
 	status := os.NewFile(statusFD, "status")
 	report := func(st initStatus) {
 		_ = json.NewEncoder(status).Encode(st)
@@ -58,6 +60,20 @@ func runInit() int {
 	st := reap(pid)
 	report(st)
 	return st.Code
+}
+
+// closeOnExecFrom marks every fd from first up close-on-exec.
+func closeOnExecFrom(first int) {
+	if unix.CloseRange(uint(first), math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC) == nil {
+		return
+	}
+	// Before Linux 5.11: one by one.
+	ents, _ := os.ReadDir("/proc/self/fd")
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd >= first {
+			syscall.CloseOnExec(fd)
+		}
+	}
 }
 
 // reap waits for every child that ends (orphans are re-parented to PID 1) until main does.

@@ -22,6 +22,7 @@ type initConfig struct {
 	Proc     string      `json:"proc"`
 	Dev      string      `json:"dev"`
 	Sys      string      `json:"sys"`
+	Files    []fileMount `json:"files,omitempty"`
 	Binds    []bindMount `json:"binds,omitempty"`
 	Hostname string      `json:"hostname"`
 	Cwd      string      `json:"cwd"` // inside the new root
@@ -37,6 +38,13 @@ type bindMount struct {
 	Source   string `json:"source"`
 	Target   string `json:"target"`
 	ReadOnly bool   `json:"readOnly"`
+}
+
+// fileMount is a small file the init makes (in memory, outside the root) and binds
+// read-only onto Target.
+type fileMount struct {
+	Target  string `json:"target"`
+	Content []byte `json:"content"`
 }
 
 // initStatus is the init's report: a set-up error (the process never ran), or how the

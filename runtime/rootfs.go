@@ -44,6 +44,9 @@ func setupRoot(c *initConfig) error {
 	if err := mountSys(c.Sys); err != nil {
 		return err
 	}
+	if err := mountFiles(c.Dev, c.Files); err != nil {
+		return err
+	}
 	for _, b := range c.Binds {
 		if err := bind(b.Source, b.Target, b.ReadOnly); err != nil {
 			return err
@@ -123,6 +126,25 @@ func mountSys(sys string) error {
 	attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC}
 	if err := unix.MountSetattr(-1, sys, unix.AT_RECURSIVE, attr); err != nil {
 		return fmt.Errorf("make /sys read-only: %w", err)
+	}
+	return nil
+}
+
+// mountFiles writes each file into the sandbox's /dev tmpfs (dev), binds it read-only onto its
+// target and unlinks it again: the bind mount keeps the file alive, in memory, seen only at
+// its target. So no file is written on the host's disk nor in the image for it.
+func mountFiles(dev string, files []fileMount) error {
+	for i, f := range files {
+		src := filepath.Join(dev, fmt.Sprintf(".kiln-file-%d", i))
+		if err := os.WriteFile(src, f.Content, 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", f.Target, err)
+		}
+		if err := bind(src, f.Target, true); err != nil {
+			return err
+		}
+		if err := os.Remove(src); err != nil {
+			return fmt.Errorf("unlink %s: %w", src, err)
+		}
 	}
 	return nil
 }

@@ -60,9 +60,9 @@ func TestRunExitStatus(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.script, func(t *testing.T) {
 			_, err := runShell(t, root, tt.script)
-			var ee *ExitError
-			if !errors.As(err, &ee) {
-				t.Fatalf("err = %v, want *ExitError", err)
+			ee, ok := err.(*ExitError)
+			if !ok {
+				t.Fatalf("err = %#v, want an *ExitError itself", err)
 			}
 			if *ee != tt.want {
 				t.Errorf("ExitError = %+v, want %+v", *ee, tt.want)
@@ -474,9 +474,12 @@ func TestRunCgroupV2(t *testing.T) {
 }
 
 func TestRunConcurrent(t *testing.T) {
-	root := newTestRoot(t, true)
+	var roots []string
+	for range 4 {
+		roots = append(roots, newTestRoot(t, true))
+	}
 	errs := make(chan error, 4)
-	for i := range 4 {
+	for i, root := range roots {
 		go func() {
 			var out bytes.Buffer
 			err := Run(context.Background(), Spec{
@@ -494,9 +497,11 @@ func TestRunConcurrent(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	for _, p := range []string{"proc", "dev", "sys", "etc/hosts"} {
-		if _, err := os.Lstat(filepath.Join(root, p)); err == nil {
-			t.Errorf("mount stub /%s left after concurrent runs", p)
+	for _, root := range roots {
+		for _, p := range []string{"proc", "dev", "sys", "etc/hosts"} {
+			if _, err := os.Lstat(filepath.Join(root, p)); err == nil {
+				t.Errorf("mount stub /%s left after concurrent runs", p)
+			}
 		}
 	}
 }
@@ -543,14 +548,59 @@ func assertNoMountUnder(t *testing.T, dir string) {
 	}
 }
 
+// BenchmarkRunTrue is one RUN step's sandbox overhead: a root as images have it (/proc, /dev,
+// /sys present; /etc/hosts, resolv.conf, hostname not, so they are stubbed and removed), and
+// a bare one where every mount point is a stub.
 func BenchmarkRunTrue(b *testing.B) {
-	root := newTestRoot(b, true)
-	ctx := context.Background()
-	id := testID(b)
-	b.ResetTimer()
-	for b.Loop() {
-		if err := Run(ctx, Spec{ID: id, Root: root, Args: []string{"/bin/true"}}); err != nil {
-			b.Fatal(err)
+	for _, bare := range []bool{false, true} {
+		name := "image"
+		if bare {
+			name = "bare"
 		}
+		b.Run(name, func(b *testing.B) {
+			root := newTestRoot(b, true)
+			if !bare {
+				for _, d := range []string{"proc", "dev", "sys"} {
+					if err := os.Mkdir(filepath.Join(root, d), 0o755); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			ctx := context.Background()
+			id := testID(b)
+			for b.Loop() {
+				if err := Run(ctx, Spec{ID: id, Root: root, Args: []string{"/bin/true"}}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// Only stdio reaches the step's process: not the config or status pipes, not kiln's own files.
+func TestRunNoLeakedFDs(t *testing.T) {
+	root := newTestRoot(t, true)
+	f, err := os.Open(root) // a file kiln holds open while Run runs
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out bytes.Buffer
+	// ls itself holds one more fd: the /proc/self/fd it reads.
+	err = Run(context.Background(), Spec{ID: testID(t), Root: root, Args: []string{"ls", "-l", "/proc/self/fd"}, Stdout: &out, Stderr: &out})
+	if err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	// Lines look like "lr-x------ 1 0 0 64 Jan 1 00:00 0 -> /dev/null"; ls's own fd 3 may
+	// already be gone when ls reads its link.
+	var fds []string
+	for _, line := range strings.Split(out.String(), "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[len(f)-2] == "->" {
+			fds = append(fds, f[len(f)-3]+" "+f[len(f)-1])
+		}
+	}
+	fds = slices.DeleteFunc(fds, func(s string) bool { return strings.HasPrefix(s, "3 ") })
+	if len(fds) != 3 || fds[0] != "0 /dev/null" || !strings.HasPrefix(fds[1], "1 pipe:") || !strings.HasPrefix(fds[2], "2 pipe:") {
+		t.Errorf("open fds %q (ls -l: %q), want only stdin (/dev/null), stdout and stderr", fds, out.String())
 	}
 }

@@ -58,6 +58,9 @@ func (e *ExitError) Error() string {
 
 // Run runs spec's process and waits for it; when it returns, no process of the step is left and
 // every mount it made is gone. A non-zero exit is an *ExitError.
+//
+// Run may create missing mount points in Root (/proc, /dev, /sys, /etc/hosts, ...) and removes
+// them again, so Root must not be shared by two Runs at once (each step has its own snapshot).
 func Run(ctx context.Context, spec Spec) error {
 	return run(ctx, spec, newCgroup)
 }
@@ -89,15 +92,10 @@ func run(ctx context.Context, spec Spec, newCg func(id string) (cgroup, error)) 
 		Groups:   usr.Groups,
 	}
 
-	tmp, err := os.MkdirTemp("", "kiln-run-")
-	if err != nil {
-		return fmt.Errorf("run %s: %w", spec.ID, err)
-	}
-	defer os.RemoveAll(tmp)
 	// Deferred first, so it runs last: after the sandbox and its mounts are gone.
 	var st stubs
-	defer func() { err = errors.Join(err, st.remove()) }()
-	if err := prepareMountPoints(&cfg, &st, tmp); err != nil {
+	defer func() { err = joinCleanup(err, st.remove()) }()
+	if err := prepareMountPoints(&cfg, &st); err != nil {
 		return fmt.Errorf("run %s: %w", spec.ID, err)
 	}
 
@@ -105,19 +103,28 @@ func run(ctx context.Context, spec Spec, newCg func(id string) (cgroup, error)) 
 	if err != nil {
 		return fmt.Errorf("run %s: %w", spec.ID, err)
 	}
-	defer func() { err = errors.Join(err, cg.destroy()) }()
+	defer func() { err = joinCleanup(err, cg.destroy()) }()
 
-	st2, err := startAndWait(ctx, spec, cfg, cg)
+	res, err := startAndWait(ctx, spec, cfg, cg)
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return fmt.Errorf("run %s: %w", spec.ID, ctxErr)
 	}
 	if err != nil {
 		return fmt.Errorf("run %s: %w", spec.ID, err)
 	}
-	if st2.Code != 0 {
-		return &ExitError{Code: st2.Code, Signal: st2.Signal}
+	if res.Code != 0 {
+		return &ExitError{Code: res.Code, Signal: res.Signal}
 	}
 	return nil
+}
+
+// joinCleanup adds a clean-up failure to err, leaving err as it is (an *ExitError stays one)
+// when clean-up went well.
+func joinCleanup(err, cleanupErr error) error {
+	if cleanupErr == nil {
+		return err
+	}
+	return errors.Join(err, cleanupErr)
 }
 
 func (s *Spec) check() error {
@@ -160,8 +167,8 @@ func processEnv(env []string, home string) []string {
 }
 
 // prepareMountPoints resolves (and, where missing, creates as stubs) every mount point in the
-// root, and writes the /etc files into tmp.
-func prepareMountPoints(cfg *initConfig, st *stubs, tmp string) error {
+// root, and adds the sandbox's /etc files to cfg.
+func prepareMountPoints(cfg *initConfig, st *stubs) error {
 	var err error
 	for _, d := range []struct {
 		path string
@@ -171,16 +178,15 @@ func prepareMountPoints(cfg *initConfig, st *stubs, tmp string) error {
 			return err
 		}
 	}
-	files, err := writeEtcFiles(tmp, cfg.Hostname)
+	files, err := etcFiles(cfg.Hostname)
 	if err != nil {
 		return err
 	}
 	for _, f := range files {
-		target, err := st.ensure(cfg.Root, f.target, false)
-		if err != nil {
+		if f.Target, err = st.ensure(cfg.Root, f.Target, false); err != nil {
 			return err
 		}
-		cfg.Binds = append(cfg.Binds, bindMount{Source: f.source, Target: target, ReadOnly: true})
+		cfg.Files = append(cfg.Files, f)
 	}
 	st.sealed()
 	return nil
@@ -202,9 +208,11 @@ func startAndWait(ctx context.Context, spec Spec, cfg initConfig, cg cgroup) (in
 	defer statR.Close()
 
 	cmd := &exec.Cmd{
-		Path:       "/proc/self/exe",
-		Args:       []string{initArg0},
-		Env:        []string{}, // the init needs none; the process gets cfg.Env
+		Path: "/proc/self/exe",
+		Args: []string{initArg0},
+		// The init needs no environment (the process gets cfg.Env); one P is all it uses and
+		// spares the Go runtime its start-up probing of cgroup CPU limits.
+		Env:        []string{"GOMAXPROCS=1"},
 		Stdin:      spec.Stdin,
 		Stdout:     spec.Stdout,
 		Stderr:     spec.Stderr,

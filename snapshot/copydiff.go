@@ -1,10 +1,8 @@
 package snapshot
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -106,6 +104,9 @@ func (d *copyDiffer) diffChildren(newDir, oldDir, rel string, readOld bool) erro
 			return err
 		}
 		d.account(&nst)
+		if nst.Mode&unix.S_IFMT == unix.S_IFSOCK {
+			continue // a tar cannot hold it
+		}
 		if nst.Mode&unix.S_IFMT != unix.S_IFDIR && !d.touched(&nst) {
 			continue // in the copy as copied
 		}
@@ -114,12 +115,12 @@ func (d *copyDiffer) diffChildren(newDir, oldDir, rel string, readOld bool) erro
 			return oerr
 		}
 		if nst.Mode&unix.S_IFMT != unix.S_IFDIR {
-			if oerr == nil && ost.Mode&unix.S_IFMT != unix.S_IFDIR {
-				diff, err := differs(np, op, &nst, &ost, true)
+			if oerr == nil {
+				same, err := sameEntry(np, op, &nst, &ost)
 				if err != nil {
 					return err
 				}
-				if !diff {
+				if same {
 					continue
 				}
 			}
@@ -139,18 +140,20 @@ func (d *copyDiffer) diffChildren(newDir, oldDir, rel string, readOld bool) erro
 			}
 			continue
 		}
-		changed := false
+		same := true
 		if d.touched(&nst) {
-			if changed, err = differs(np, op, &nst, &ost, false); err != nil {
+			if same, err = sameEntry(np, op, &nst, &ost); err != nil {
 				return err
 			}
 		}
+		// A dir is listed when it changed or, as the parent of a change, when anything under
+		// it is: taken back out if neither.
 		mark := len(d.changes)
 		d.changes = append(d.changes, change{kind: chEntry, abs: np, name: name, st: nst})
 		if err := d.diffChildren(np, op, name, d.touched(&nst)); err != nil {
 			return err
 		}
-		if !changed && len(d.changes) == mark+1 {
+		if same && len(d.changes) == mark+1 {
 			d.changes = d.changes[:mark]
 		}
 	}
@@ -191,88 +194,14 @@ func (d *copyDiffer) addAll(abs, name string, st *unix.Stat_t, opaque bool) erro
 			return err
 		}
 		d.account(&cst)
+		if cst.Mode&unix.S_IFMT == unix.S_IFSOCK {
+			continue
+		}
 		if err := d.addAll(p, joinRel(name, n), &cst, false); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// differs reports whether the file at np differs from the one at op in what a layer carries.
-// With content set, regular files alike in all attributes have their bytes compared too.
-func differs(np, op string, n, o *unix.Stat_t, content bool) (bool, error) {
-	if n.Mode != o.Mode || n.Uid != o.Uid || n.Gid != o.Gid || n.Mtim != o.Mtim {
-		return true, nil
-	}
-	switch n.Mode & unix.S_IFMT {
-	case unix.S_IFREG:
-		// A changed link count means links were made or removed; overlay copies such a file up.
-		if n.Size != o.Size || n.Nlink != o.Nlink {
-			return true, nil
-		}
-	case unix.S_IFCHR, unix.S_IFBLK:
-		if n.Rdev != o.Rdev {
-			return true, nil
-		}
-	case unix.S_IFLNK:
-		nt, err := os.Readlink(np)
-		if err != nil {
-			return false, err
-		}
-		ot, err := os.Readlink(op)
-		if err != nil {
-			return false, err
-		}
-		if nt != ot {
-			return true, nil
-		}
-	}
-	nx, err := listXattrs(np)
-	if err != nil {
-		return false, err
-	}
-	ox, err := listXattrs(op)
-	if err != nil {
-		return false, err
-	}
-	if !equalXattrs(nx, ox) {
-		return true, nil
-	}
-	if content && n.Mode&unix.S_IFMT == unix.S_IFREG && n.Size > 0 {
-		same, err := sameContent(np, op)
-		return !same, err
-	}
-	return false, nil
-}
-
-func sameContent(a, b string) (bool, error) {
-	fa, err := os.Open(a)
-	if err != nil {
-		return false, err
-	}
-	defer fa.Close()
-	fb, err := os.Open(b)
-	if err != nil {
-		return false, err
-	}
-	defer fb.Close()
-	ba, bb := make([]byte, 256<<10), make([]byte, 256<<10)
-	for {
-		na, ea := io.ReadFull(fa, ba)
-		nb, eb := io.ReadFull(fb, bb)
-		if na != nb || !bytes.Equal(ba[:na], bb[:nb]) {
-			return false, nil
-		}
-		if ea == io.EOF || ea == io.ErrUnexpectedEOF {
-			return eb == io.EOF || eb == io.ErrUnexpectedEOF, nil
-		}
-		if ea != nil {
-			return false, fmt.Errorf("read %s: %w", a, ea)
-		}
-		if eb != nil {
-			return false, fmt.Errorf("read %s: %w", b, eb)
-		}
-	}
 }
 
 // write writes the listed changes as a layer.

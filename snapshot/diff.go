@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,34 +13,82 @@ import (
 )
 
 // WriteLayer writes the overlay-format upper dir dir (whiteouts as 0/0 char devices, opaque dirs
-// marked by trusted.overlay.opaque=y) as an OCI layer tar, compressed per opts, to w.
+// marked by trusted.overlay.opaque=y) as an OCI layer tar, compressed per opts, to w. With no
+// lower dirs to compare with, every entry of dir is written.
 // Entries are in a fixed order (depth first, names sorted bytewise), so the same tree always
 // gives the same bytes.
 func WriteLayer(ctx context.Context, dir string, w io.Writer, opts CommitOptions) (Layer, error) {
-	l, _, err := writeUpperLayer(ctx, dir, w, opts)
+	l, _, err := writeUpperLayer(ctx, dir, nil, w, opts)
 	return l, err
 }
 
 // upperStats is what a commit learns about the upper dir while writing it.
 type upperStats struct {
-	size      int64
-	whiteouts bool
+	size      int64 // bytes of regular files in the upper dir, written or not
+	whiteouts bool  // the upper dir holds a whiteout or an opaque dir
 }
 
-func writeUpperLayer(ctx context.Context, dir string, w io.Writer, opts CommitOptions) (Layer, upperStats, error) {
+// writeUpperLayer writes the changes in the upper dir dir over lowers (the lower dirs it was
+// mounted with, topmost first) as a layer, in one pass: what copy-up alone put in the upper dir
+// is left out, and every entry written is preceded by its parent dirs, as containerd's differ
+// and tar writer (BuildKit's) give them.
+func writeUpperLayer(ctx context.Context, dir string, lowers []string, w io.Writer, opts CommitOptions) (Layer, upperStats, error) {
 	lw, err := newLayerWriter(ctx, w, opts)
 	if err != nil {
 		return Layer{}, upperStats{}, err
 	}
-	if err := walkUpper(lw, dir, ""); err != nil {
+	u := &upperWalker{lw: lw, inodes: map[fileKey]bool{}}
+	if err := u.walk(dir, "", lowers); err != nil {
 		lw.abort()
 		return Layer{}, upperStats{}, fmt.Errorf("write layer of %s: %w", dir, err)
 	}
 	l, err := lw.finish()
-	return l, upperStats{size: lw.size, whiteouts: lw.whiteouts}, err
+	return l, u.stats, err
 }
 
-func walkUpper(lw *layerWriter, abs, rel string) error {
+// upperWalker walks an upper dir depth first. The dirs on the path to the current entry wait
+// on a stack and are written only when they changed or when something under them is written.
+type upperWalker struct {
+	lw      *layerWriter
+	path    []pathDir // dirs from the root's child down to the dir being walked
+	written int       // path[:written] are in the layer already
+	stats   upperStats
+	inodes  map[fileKey]bool // regular files counted in stats.size
+}
+
+type pathDir struct {
+	abs, name string
+	st        unix.Stat_t
+}
+
+// writeParents writes the dirs on the path not written yet, outermost first.
+func (u *upperWalker) writeParents() error {
+	for ; u.written < len(u.path); u.written++ {
+		d := &u.path[u.written]
+		if err := u.lw.add(d.abs, d.name, &d.st); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (u *upperWalker) account(st *unix.Stat_t) {
+	k := fileKey{uint64(st.Dev), st.Ino}
+	if st.Nlink > 1 {
+		if u.inodes[k] {
+			return
+		}
+		u.inodes[k] = true
+	}
+	u.stats.size += st.Size
+}
+
+// walk writes the changes under the upper dir abs (layer path rel, "" or ending in "/"), whose
+// lower counterparts are lowers: the lower dirs that merge into it, topmost first.
+func (u *upperWalker) walk(abs, rel string, lowers []string) error {
+	if err := u.lw.ctx.Err(); err != nil {
+		return err
+	}
 	names, err := readNames(abs)
 	if err != nil {
 		return err
@@ -51,27 +100,126 @@ func walkUpper(lw *layerWriter, abs, rel string) error {
 		if err := unix.Lstat(p, &st); err != nil {
 			return fmt.Errorf("stat %s: %w", p, err)
 		}
-		if isWhiteout(&st) {
-			if err := lw.addWhiteout(name); err != nil {
+		switch typ := st.Mode & unix.S_IFMT; {
+		case isWhiteout(&st):
+			u.stats.whiteouts = true
+			if err := u.writeParents(); err != nil {
 				return err
 			}
-			continue
-		}
-		if err := lw.add(p, name, &st); err != nil {
-			return err
-		}
-		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-			if isOpaque(p) {
-				if err := lw.addOpaque(name); err != nil {
+			if err := u.lw.addWhiteout(name); err != nil {
+				return err
+			}
+		case typ == unix.S_IFSOCK:
+			// A tar cannot hold a socket.
+		case typ == unix.S_IFDIR:
+			if err := u.dir(p, name, &st, n, lowers); err != nil {
+				return err
+			}
+		default:
+			if typ == unix.S_IFREG {
+				u.account(&st)
+			}
+			lo, err := lookupLower(lowers, n, false)
+			if err != nil {
+				return err
+			}
+			if lo.found {
+				same, err := sameEntry(p, lo.path, &st, &lo.st)
+				if err != nil {
 					return err
 				}
+				if same {
+					continue // copied up, not changed
+				}
 			}
-			if err := walkUpper(lw, p, name+"/"); err != nil {
+			if err := u.writeParents(); err != nil {
+				return err
+			}
+			if err := u.lw.add(p, name, &st); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// dir handles the upper dir p (base name n) and what is under it.
+func (u *upperWalker) dir(p, name string, st *unix.Stat_t, n string, lowers []string) error {
+	opaque := isOpaque(p)
+	var lo lowerEntry
+	if !opaque {
+		var err error
+		if lo, err = lookupLower(lowers, n, true); err != nil {
+			return err
+		}
+	}
+	same := false
+	if lo.found {
+		var err error
+		if same, err = sameEntry(p, lo.path, st, &lo.st); err != nil {
+			return err
+		}
+	}
+	u.path = append(u.path, pathDir{abs: p, name: name, st: *st})
+	if !same {
+		if err := u.writeParents(); err != nil {
+			return err
+		}
+	}
+	if opaque {
+		u.stats.whiteouts = true
+		if err := u.lw.addOpaque(name); err != nil {
+			return err
+		}
+	}
+	if err := u.walk(p, name+"/", lo.dirs); err != nil {
+		return err
+	}
+	u.path = u.path[:len(u.path)-1]
+	u.written = min(u.written, len(u.path))
+	return nil
+}
+
+// lowerEntry is what the lower dirs show at a path.
+type lowerEntry struct {
+	found bool
+	path  string // where it is: in the topmost lower dir that has it
+	st    unix.Stat_t
+	dirs  []string // for a dir: the lower dirs that merge into it, topmost first
+}
+
+// lookupLower finds name in the merged view of lowers (dirs merged into one, topmost first) as
+// overlay does: a whiteout hides the name in the dirs below, a non-dir or an opaque dir ends the
+// merge. With wantDirs, it also lists the dirs that merge at name.
+func lookupLower(lowers []string, name string, wantDirs bool) (lowerEntry, error) {
+	var e lowerEntry
+	if !wantDirs {
+		return e, nil
+	}
+	for _, l := range lowers {
+		p := filepath.Join(l, name)
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				continue
+			}
+			return lowerEntry{}, fmt.Errorf("stat %s: %w", p, err)
+		}
+		if isWhiteout(&st) || st.Mode&unix.S_IFMT != unix.S_IFDIR && e.found {
+			break
+		}
+		if !e.found {
+			e.found, e.path, e.st = true, p, st
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR || !wantDirs {
+			break
+		}
+		e.dirs = append(e.dirs, p)
+		if isOpaque(p) {
+			break
+		}
+	}
+	return e, nil
 }
 
 func isWhiteout(st *unix.Stat_t) bool {

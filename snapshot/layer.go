@@ -44,10 +44,8 @@ type layerWriter struct {
 	blobSize  countWriter
 	gz        *pgzip.Writer
 	mediaType string
-	links     map[fileKey]string // first tar name of each multiply linked inode
+	links     map[fileKey]string // first name written of each multiply linked inode
 	buf       []byte
-	size      int64 // bytes of regular files written
-	whiteouts bool  // a whiteout or opaque marker was written
 }
 
 type countWriter struct{ n int64 }
@@ -132,7 +130,6 @@ func markerHeader(name string) *tar.Header {
 
 // addWhiteout writes the OCI whiteout for name (a path relative to the layer root).
 func (lw *layerWriter) addWhiteout(name string) error {
-	lw.whiteouts = true
 	dir, base := splitName(name)
 	if err := lw.tw.WriteHeader(markerHeader(dir + whiteoutPrefix + base)); err != nil {
 		return fmt.Errorf("write whiteout %s: %w", name, err)
@@ -142,7 +139,6 @@ func (lw *layerWriter) addWhiteout(name string) error {
 
 // addOpaque writes the opaque marker of the dir name.
 func (lw *layerWriter) addOpaque(name string) error {
-	lw.whiteouts = true
 	if err := lw.tw.WriteHeader(markerHeader(name + "/" + opaqueMarker)); err != nil {
 		return fmt.Errorf("write opaque marker of %s: %w", name, err)
 	}
@@ -159,7 +155,8 @@ func splitName(name string) (dir, base string) {
 }
 
 // add writes the file at abs (stat st) as the tar entry name (relative, no trailing slash).
-// Sockets are skipped: a tar cannot hold them.
+// Sockets are skipped: a tar cannot hold them. The first name written of an inode with several
+// links is a regular file, later ones are hardlinks to it; names not written link to nothing.
 func (lw *layerWriter) add(abs, name string, st *unix.Stat_t) error {
 	if err := lw.ctx.Err(); err != nil {
 		return err
@@ -240,7 +237,6 @@ func (lw *layerWriter) add(abs, name string, st *unix.Stat_t) error {
 	if n != hdr.Size {
 		return fmt.Errorf("layer entry %s: file shrank from %d to %d bytes while being read", name, hdr.Size, n)
 	}
-	lw.size += n
 	return nil
 }
 

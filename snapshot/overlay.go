@@ -108,16 +108,20 @@ func copyAttrs(src, dst string) error {
 	return setAttrs(dst, false, at, false)
 }
 
-// Commit unmounts a and writes its upper dir as a layer to w; the upper dir becomes the
-// committed snapshot of the resulting chain ID.
+// Commit unmounts a and writes the changes in its upper dir against its lower dirs as a layer
+// to w; the upper dir becomes the committed snapshot of the resulting chain ID.
 func (s *Overlay) Commit(ctx context.Context, a *Active, w io.Writer, opts CommitOptions) (Layer, string, error) {
 	if err := checkWorkName(a.ID); err != nil {
 		return Layer{}, "", err
 	}
+	lowers, err := s.lowers(a.Parent)
+	if err != nil {
+		return Layer{}, "", fmt.Errorf("commit snapshot %s: %w", a.ID, err)
+	}
 	if err := unmount(s.path(a.ID, "merged")); err != nil {
 		return Layer{}, "", fmt.Errorf("commit snapshot %s: %w", a.ID, err)
 	}
-	l, stats, err := writeUpperLayer(ctx, s.path(a.ID, "fs"), w, opts)
+	l, stats, err := writeUpperLayer(ctx, s.path(a.ID, "fs"), lowers, w, opts)
 	if err != nil {
 		return Layer{}, "", fmt.Errorf("commit snapshot %s: %w", a.ID, err)
 	}
