@@ -271,9 +271,16 @@ func TestRunMountStubsRemoved(t *testing.T) {
 			if !strings.Contains(out, "127.0.0.1\tlocalhost kiln\n::1\tlocalhost ip6-localhost") || !strings.Contains(out, "resolv\nread-only\n") {
 				t.Errorf("output %q", out)
 			}
-			for _, p := range []string{"etc/hosts", "etc/resolv.conf", "etc/hostname", "proc", "dev", "sys"} {
+			for _, p := range []string{"etc/hosts", "etc/resolv.conf", "etc/hostname"} {
 				if _, err := os.Lstat(filepath.Join(root, p)); err == nil {
 					t.Errorf("mount stub /%s left in the root", p)
+				}
+			}
+			// As BuildKit does, the directories of /proc, /dev and /sys stay (0755, root's).
+			for _, p := range []string{"proc", "dev", "sys"} {
+				fi, err := os.Lstat(filepath.Join(root, p))
+				if err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o755 {
+					t.Errorf("/%s: %v %v, want a directory 0755", p, fi, err)
 				}
 			}
 			if _, err := os.Lstat(filepath.Join(root, "etc")); tt.withEtc == (err != nil) {
@@ -283,6 +290,11 @@ func TestRunMountStubsRemoved(t *testing.T) {
 				if after, _ := os.Stat(filepath.Join(root, "etc")); !after.ModTime().Equal(etcBefore.ModTime()) {
 					t.Errorf("/etc mtime %v, was %v", after.ModTime(), etcBefore.ModTime())
 				}
+			}
+			// The root changed only by /proc, /dev and /sys; a second run leaves its time alone.
+			rootBefore, _ = os.Stat(root)
+			if out, err := runShell(t, root, `cat /etc/hosts >/dev/null`); err != nil {
+				t.Fatalf("%v: %s", err, out)
 			}
 			if after, _ := os.Stat(root); !after.ModTime().Equal(rootBefore.ModTime()) {
 				t.Errorf("root mtime %v, was %v", after.ModTime(), rootBefore.ModTime())
@@ -405,7 +417,7 @@ func TestRunCancel(t *testing.T) {
 	assertNoProcess(t, "sleep\x00"+marker)
 	assertCgroupGone(t, id)
 	assertNoMountUnder(t, root)
-	for _, p := range []string{"proc", "dev", "sys", "etc/hosts"} {
+	for _, p := range []string{"etc/hosts", "etc/resolv.conf", "etc/hostname"} {
 		if _, err := os.Lstat(filepath.Join(root, p)); err == nil {
 			t.Errorf("mount stub /%s left after cancel", p)
 		}
@@ -498,7 +510,7 @@ func TestRunConcurrent(t *testing.T) {
 		}
 	}
 	for _, root := range roots {
-		for _, p := range []string{"proc", "dev", "sys", "etc/hosts"} {
+		for _, p := range []string{"etc/hosts", "etc/resolv.conf", "etc/hostname"} {
 			if _, err := os.Lstat(filepath.Join(root, p)); err == nil {
 				t.Errorf("mount stub /%s left after concurrent runs", p)
 			}

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -174,6 +175,11 @@ func prepareMountPoints(cfg *initConfig, st *stubs) error {
 		path string
 		dst  *string
 	}{{"/proc", &cfg.Proc}, {"/dev", &cfg.Dev}, {"/sys", &cfg.Sys}} {
+		// BuildKit leaves the /proc, /dev and /sys directories it mounts on in the step's
+		// layer when the image lacks them; so does kiln: they are made here, not as stubs.
+		if err := keepDir(cfg.Root, d.path); err != nil {
+			return err
+		}
 		if *d.dst, err = st.ensure(cfg.Root, d.path, true); err != nil {
 			return err
 		}
@@ -288,4 +294,17 @@ func startAndWait(ctx context.Context, spec Spec, cfg initConfig, cg cgroup) (in
 		return initStatus{}, fmt.Errorf("sandbox init: %w", waitErr)
 	}
 	return initStatus{}, errors.New("sandbox init ended without a report")
+}
+
+// keepDir makes the directory path (inside root, symlinks resolved within it) when it is
+// missing, mode 0755, owned by root.
+func keepDir(root, path string) error {
+	p, err := SecureJoin(root, path)
+	if err != nil {
+		return err
+	}
+	if err := os.Mkdir(p, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("mount point %s: %w", path, err)
+	}
+	return nil
 }

@@ -86,6 +86,11 @@ func ResolveUser(root, spec string) (User, error) {
 			u.Groups = append(u.Groups, g.gid)
 		}
 	}
+	if len(u.Groups) == 0 {
+		// A user in no group of its own still has its primary group as a supplementary one,
+		// as under BuildKit (`id` shows groups=1000(app)).
+		u.Groups = []uint32{u.GID}
+	}
 	return u, nil
 }
 

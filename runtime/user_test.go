@@ -28,7 +28,7 @@ func TestResolveUser(t *testing.T) {
 		{"1000:1000", User{UID: 1000, GID: 1000, Home: "/home/app"}, ""},
 		{"1000:nogroup", User{UID: 1000, GID: 65534, Home: "/home/app"}, ""},
 		{"app:", User{UID: 1000, GID: 1000, Groups: []uint32{10, 50}, Home: "/home/app"}, ""},
-		{"nobody", User{UID: 65534, GID: 65534, Home: "/nonexistent"}, ""},
+		{"nobody", User{UID: 65534, GID: 65534, Groups: []uint32{65534}, Home: "/nonexistent"}, ""},
 		{"nohome", User{UID: 1500, GID: 1500, Groups: []uint32{50}, Home: "/"}, ""},
 		{"4242", User{UID: 4242, GID: 0, Home: "/"}, ""},
 		{"4242:7", User{UID: 4242, GID: 7, Home: "/"}, ""},

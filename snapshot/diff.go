@@ -93,6 +93,7 @@ func (u *upperWalker) walk(abs, rel string, lowers []string) error {
 	if err != nil {
 		return err
 	}
+	ls := newLowerSet(lowers, len(names))
 	for _, n := range names {
 		p := filepath.Join(abs, n)
 		name := rel + n
@@ -112,14 +113,14 @@ func (u *upperWalker) walk(abs, rel string, lowers []string) error {
 		case typ == unix.S_IFSOCK:
 			// A tar cannot hold a socket.
 		case typ == unix.S_IFDIR:
-			if err := u.dir(p, name, &st, n, lowers); err != nil {
+			if err := u.dir(p, name, &st, n, ls); err != nil {
 				return err
 			}
 		default:
 			if typ == unix.S_IFREG {
 				u.account(&st)
 			}
-			lo, err := lookupLower(lowers, n, false)
+			lo, err := ls.lookup(n, false)
 			if err != nil {
 				return err
 			}
@@ -144,12 +145,12 @@ func (u *upperWalker) walk(abs, rel string, lowers []string) error {
 }
 
 // dir handles the upper dir p (base name n) and what is under it.
-func (u *upperWalker) dir(p, name string, st *unix.Stat_t, n string, lowers []string) error {
+func (u *upperWalker) dir(p, name string, st *unix.Stat_t, n string, ls *lowerSet) error {
 	opaque := isOpaque(p)
 	var lo lowerEntry
 	if !opaque {
 		var err error
-		if lo, err = lookupLower(lowers, n, true); err != nil {
+		if lo, err = ls.lookup(n, true); err != nil {
 			return err
 		}
 	}
@@ -188,15 +189,63 @@ type lowerEntry struct {
 	dirs  []string // for a dir: the lower dirs that merge into it, topmost first
 }
 
-// lookupLower finds name in the merged view of lowers (dirs merged into one, topmost first) as
-// overlay does: a whiteout hides the name in the dirs below, a non-dir or an opaque dir ends the
-// merge. With wantDirs, it also lists the dirs that merge at name.
-func lookupLower(lowers []string, name string, wantDirs bool) (lowerEntry, error) {
-	var e lowerEntry
-	if !wantDirs {
-		return e, nil
+// lowerSet is the lower dirs that merge into one upper dir, topmost first. For an upper dir with
+// many entries, each lower dir's names are read once (when first needed), so that a name a
+// lower dir lacks, as every new file's name is, costs no system call there.
+type lowerSet struct {
+	dirs  []string
+	byDir bool
+	names []map[string]struct{} // of dirs[i]; nil until read
+}
+
+// listAbove is the number of upper entries above which a dir's lower names are read.
+const listAbove = 4
+
+func newLowerSet(dirs []string, upperEntries int) *lowerSet {
+	ls := &lowerSet{dirs: dirs, byDir: upperEntries > listAbove && len(dirs) > 0}
+	if ls.byDir {
+		ls.names = make([]map[string]struct{}, len(dirs))
 	}
-	for _, l := range lowers {
+	return ls
+}
+
+// has reports whether lower dir i may hold name.
+func (ls *lowerSet) has(i int, name string) (bool, error) {
+	if !ls.byDir {
+		return true, nil
+	}
+	if ls.names[i] == nil {
+		f, err := os.Open(ls.dirs[i])
+		if err != nil {
+			return false, err
+		}
+		ns, err := f.Readdirnames(-1)
+		f.Close()
+		if err != nil {
+			return false, fmt.Errorf("read dir %s: %w", ls.dirs[i], err)
+		}
+		m := make(map[string]struct{}, len(ns))
+		for _, n := range ns {
+			m[n] = struct{}{}
+		}
+		ls.names[i] = m
+	}
+	_, ok := ls.names[i][name]
+	return ok, nil
+}
+
+// lookup finds name in the merged view of the lower dirs as overlay does: a whiteout hides the
+// name in the dirs below, a non-dir or an opaque dir ends the merge. With wantDirs, it also
+// lists the dirs that merge at name.
+func (ls *lowerSet) lookup(name string, wantDirs bool) (lowerEntry, error) {
+	var e lowerEntry
+	for i, l := range ls.dirs {
+		if ok, err := ls.has(i, name); err != nil || !ok {
+			if err != nil {
+				return lowerEntry{}, err
+			}
+			continue
+		}
 		p := filepath.Join(l, name)
 		var st unix.Stat_t
 		if err := unix.Lstat(p, &st); err != nil {

@@ -148,8 +148,14 @@ func TestLowerChainLookup(t *testing.T) {
 				// In l1 only, seen through etc/ of l2: unchanged.
 				f.link("etc/passwd", "etc/passwd2")
 				f.fix("w", "opq/f", "opq", "etc")
+				// Enough entries in the root that its lower dirs' names are listed, not looked
+				// up one by one, while etc/ and opq/ are looked up one by one.
+				for _, n := range []string{"n1", "n2", "n3", "n4"} {
+					f.write(n, n, 0o644)
+					f.fix(n)
+				}
 			})
-			want := []string{"etc/", "etc/passwd2", "opq/", "opq/f", "w"}
+			want := []string{"etc/", "etc/passwd2", "n1", "n2", "n3", "n4", "opq/", "opq/f", "w"}
 			if got := entryNames(tarEntries(t, untgz(t, l3.blob))); !slices.Equal(got, want) {
 				t.Errorf("entries %q, want %q", got, want)
 			}
