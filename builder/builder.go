@@ -61,6 +61,7 @@ type build struct {
 	sem      chan struct{} // bounds the steps that do work at once
 
 	mu     sync.Mutex
+	wg     sync.WaitGroup // the stage goroutines: Build returns only when all are done
 	stages map[int]*stageFuture
 	images map[string]*baseImage // references resolved in this build
 
@@ -115,6 +116,9 @@ func (b *Builder) Build(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	st, err := bd.stage(ctx, target)
+	// A cancelled build still waits for its steps to clean up (kill, unmount, remove) before
+	// returning: the process may exit right after.
+	bd.wg.Wait()
 	if err != nil {
 		return nil, err
 	}
@@ -197,7 +201,9 @@ func (bd *build) start(ctx context.Context, i int) *stageFuture {
 	for _, d := range bd.deps(i) {
 		bd.start(ctx, d)
 	}
+	bd.wg.Add(1)
 	go func() {
+		defer bd.wg.Done()
 		defer close(f.done)
 		f.st, f.err = bd.runStage(ctx, i)
 	}()
