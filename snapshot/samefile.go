@@ -20,7 +20,12 @@ import (
 // has no nanoseconds (as a tar restores them) have their bytes compared too, since such a time
 // says little.
 func sameEntry(np, op string, n, o *unix.Stat_t) (bool, error) {
-	if n.Mode != o.Mode || n.Uid != o.Uid || n.Gid != o.Gid || n.Mtim != o.Mtim {
+	if n.Mode != o.Mode || n.Uid != o.Uid || n.Gid != o.Gid {
+		return false, nil
+	}
+	// A directory's mtime is not compared, as in BuildKit's differ: creating and removing a
+	// file in a lower directory leaves it out of the layer.
+	if n.Mode&unix.S_IFMT != unix.S_IFDIR && n.Mtim != o.Mtim {
 		return false, nil
 	}
 	switch n.Mode & unix.S_IFMT {
