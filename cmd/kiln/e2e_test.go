@@ -287,10 +287,10 @@ func checkTree(t *testing.T, rootfs string) {
 			}
 		}
 	}
-	a, err1 := os.Lstat(filepath.Join(rootfs, "app/app.sh"))
-	b, err2 := os.Lstat(filepath.Join(rootfs, "app/app-hardlink.sh"))
+	a, err1 := os.Lstat(filepath.Join(rootfs, "app/shared.txt"))
+	b, err2 := os.Lstat(filepath.Join(rootfs, "app/shared-hardlink.txt"))
 	if err1 != nil || err2 != nil || !os.SameFile(a, b) {
-		t.Errorf("app-hardlink.sh is not a hard link of app.sh (%v, %v)", err1, err2)
+		t.Errorf("shared-hardlink.txt is not a hard link of shared.txt (%v, %v)", err1, err2)
 	}
 	if target, err := os.Readlink(filepath.Join(rootfs, "app/current")); err != nil || target != "/app/version.txt" {
 		t.Errorf("app/current -> %q (%v)", target, err)
