@@ -1,13 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 // localBusybox builds the busybox base into k's store as busybox:latest.
@@ -173,4 +178,80 @@ func TestCacheInvalidatesFromChangedCopy(t *testing.T) {
 			t.Errorf("unchanged rebuild: %s %s", instr, r)
 		}
 	}
+}
+
+// TestInterruptedBuild sends SIGINT to a build whose RUN sleeps: kiln exits 130 within seconds
+// and leaves no process, mount or active snapshot behind; the next build works.
+func TestInterruptedBuild(t *testing.T) {
+	k := newKilnEnv(t)
+	localBusybox(t, k)
+	ctx := t.TempDir()
+	marker := fmt.Sprintf("kiln-interrupt-%d", os.Getpid())
+	df := fmt.Sprintf("FROM busybox:latest\nRUN echo started; sleep 300 # %s\n", marker)
+	if err := os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(df), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "build", "--progress", "plain", ctx)
+	cmd.Env = append(os.Environ(), "KILN_TEST_AS_KILN=1", "KILN_ROOT="+k.root)
+	var stderr lockedBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(stderr.String(), "started") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the RUN step did not start:\n%s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	start := time.Now()
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	elapsed := time.Since(start)
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 130 {
+		t.Errorf("kiln exited with %v, want status 130", err)
+	}
+	if elapsed > 10*time.Second {
+		t.Errorf("kiln took %v to stop", elapsed)
+	}
+	if out, _ := exec.Command("pgrep", "-f", marker).Output(); len(out) > 0 {
+		t.Errorf("processes of the step are left: %s", out)
+	}
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(mounts), k.root) {
+		t.Errorf("mounts left under %s", k.root)
+	}
+	entries, _ := os.ReadDir(filepath.Join(k.root, "snapshots"))
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "active-") {
+			t.Errorf("active snapshot left: %s", e.Name())
+		}
+	}
+	// The state directory is consistent: the same Dockerfile without the sleep builds.
+	if err := os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("FROM busybox:latest\nRUN echo fine\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	k.mustRun("build", "-q", ctx)
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
