@@ -4,9 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
 )
 
 // maxSymlinks bounds symlink resolution, as the kernel's ELOOP limit does,
@@ -15,7 +18,8 @@ const maxSymlinks = 255
 
 // ErrTooManyLinks is returned when resolving a path inside a root meets more
 // than maxSymlinks symbolic links.
-var ErrTooManyLinks = errors.New("too many levels of symbolic links")
+// It is ELOOP, as the kernel and filepath-securejoin report it.
+var ErrTooManyLinks error = syscall.ELOOP
 
 // SecureJoin joins p to root as if root were the file system's "/": every
 // symlink met on the way (including the last component) is resolved inside
@@ -23,16 +27,26 @@ var ErrTooManyLinks = errors.New("too many levels of symbolic links")
 // Components that do not exist are joined lexically. The result is always
 // root or a path below it.
 func SecureJoin(root, p string) (string, error) {
-	return resolveInRoot(root, p, true, nil)
+	return securejoin.SecureJoin(root, p)
 }
 
 // secureJoinParent is SecureJoin that leaves the last component unresolved,
 // for operations (remove, replace, lchown) that act on a link itself.
 func secureJoinParent(root, p string) (string, error) {
-	return resolveInRoot(root, p, false, nil)
+	clean := path.Clean("/" + p)
+	if clean == "/" {
+		return filepath.Clean(root), nil
+	}
+	dir, err := securejoin.SecureJoin(root, path.Dir(clean))
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, path.Base(clean)), nil
 }
 
-// resolveInRoot walks unsafe component by component below root. onLink, when
+// resolveInRoot walks unsafe component by component below root, as SecureJoin does, for the
+// context's sources: it can leave the last component unresolved and report every link followed.
+// onLink, when
 // set, is told the root-relative path of every symlink that gets followed; it
 // lets a caller reject links that are hidden from it (ignored context files).
 func resolveInRoot(root, unsafe string, followLast bool, onLink func(rel string) error) (string, error) {
