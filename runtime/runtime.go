@@ -42,6 +42,36 @@ type Spec struct {
 	Stdin    io.Reader
 	Stdout   io.Writer
 	Stderr   io.Writer
+
+	Network  string   // "host" (also "" and "default") or "none": a network namespace with only loopback
+	Mounts   []Mount  // mounted over Root inside the sandbox, in order, after /proc, /dev and /sys
+	Limits   Limits   // cgroup limits of the step
+	Security Security // privileges of the step's process
+}
+
+// Mount is a RUN --mount inside the sandbox.
+type Mount struct {
+	Type     string // "bind" or "tmpfs"
+	Source   string // bind: a host path (a directory, a file or a unix socket)
+	Target   string // absolute path inside the sandbox; created (as a stub) when missing
+	ReadOnly bool
+	Size     int64  // tmpfs: size in bytes, 0 for the kernel's default
+	Mode     uint32 // tmpfs: mode of its root, 0 for 01777
+}
+
+// Limits are the cgroup limits of a step; zero values mean no limit.
+type Limits struct {
+	MemoryBytes int64   // --memory
+	CPUs        float64 // --cpus: a CPU quota
+	CPUShares   uint64  // --cpu-shares: a relative weight
+	Pids        int64   // --pids-limit
+}
+
+// Security says what the step's process may do beyond Docker's default container privileges.
+type Security struct {
+	Insecure        bool // RUN --security=insecure: all capabilities, no seccomp, no masked paths
+	NoNewPrivileges bool // --security-opt no-new-privileges
+	NoSeccomp       bool // --security-opt seccomp=unconfined
 }
 
 // ExitError is a process that ran and failed.
