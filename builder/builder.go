@@ -17,6 +17,7 @@ import (
 	"kiln/cache"
 	"kiln/exporter"
 	"kiln/parser"
+	kilnrt "kiln/runtime"
 	"kiln/snapshot"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
@@ -34,6 +35,14 @@ type Options struct {
 	Pull       bool              // --pull: resolve base images in their registries even when stored
 	Progress   io.Writer         // plain progress lines; nil for none
 	Layer      snapshot.CommitOptions
+
+	Secrets  []string // --secret values as given: id=ID[,src=FILE|,env=VAR]
+	SSH      []string // --ssh values as given: default|ID[=SOCKET|KEY,...]
+	Network  string   // --network: default, host or none; RUN --network overrides per step
+	Limits   kilnrt.Limits
+	Security kilnrt.Security // --security-opt
+	// AllowInsecure is --allow security.insecure: RUN --security=insecure may run.
+	AllowInsecure bool
 }
 
 // Builder builds images into a state directory.

@@ -31,7 +31,8 @@ func (bd *build) run(ctx context.Context, st *stageState, c *instructions.RunCom
 	cfg := st.img.Config
 	runEnv := []string(st.runEnv)
 	createdBy := "RUN " + runCommandString(args, st.argList, st.runEnv) + " # buildkit"
-	key := stepKey("run", st.chain, args, runEnv, cfg.WorkingDir, cfg.User)
+	network := bd.opts.Network
+	key := stepKey("run", st.chain, args, runEnv, cfg.WorkingDir, cfg.User, network)
 	return bd.layerStep(ctx, st, layerStep{
 		label: label, createdBy: createdBy, key: key,
 		work: func(ctx context.Context, root string, out io.Writer) error {
@@ -44,6 +45,10 @@ func (bd *build) run(ctx context.Context, st *stageState, c *instructions.RunCom
 				User:   cfg.User,
 				Stdout: out,
 				Stderr: out,
+
+				Network:  network,
+				Limits:   bd.opts.Limits,
+				Security: bd.opts.Security,
 			})
 			if err != nil {
 				return fmt.Errorf("process %q did not complete successfully: %w", strings.Join(args, " "), err)

@@ -8,6 +8,9 @@ import (
 
 	"kiln/builder"
 	"kiln/exporter"
+	kilnrt "kiln/runtime"
+
+	"github.com/docker/go-units"
 
 	"github.com/spf13/cobra"
 )
@@ -22,6 +25,16 @@ type buildFlags struct {
 	outputs   []string
 	progress  string
 	quiet     bool
+
+	secrets     []string
+	ssh         []string
+	network     string
+	memory      string
+	cpus        float64
+	cpuShares   uint64
+	pidsLimit   int64
+	securityOpt []string
+	allow       []string
 }
 
 func newBuildCommand(g *globalFlags) *cobra.Command {
@@ -44,6 +57,15 @@ func newBuildCommand(g *globalFlags) *cobra.Command {
 	fl.StringArrayVarP(&f.outputs, "output", "o", nil, `output destination (format: "type=local,dest=path")`)
 	fl.StringVar(&f.progress, "progress", "auto", `set type of progress output ("auto", "plain", "quiet")`)
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "suppress the build output and print image digest on success")
+	fl.StringArrayVar(&f.secrets, "secret", nil, `secret to expose to the build (format: "id=mysecret[,src=/local/secret]" or "id=x,env=VAR")`)
+	fl.StringArrayVar(&f.ssh, "ssh", nil, `SSH agent socket or keys to expose to the build (format: "default|<id>[=<socket>|<key>[,<key>]]")`)
+	fl.StringVar(&f.network, "network", "default", `set the networking mode for the RUN instructions during build ("default", "host", "none")`)
+	fl.StringVarP(&f.memory, "memory", "m", "", "memory limit of each RUN step (e.g. 512m, 2g)")
+	fl.Float64Var(&f.cpus, "cpus", 0, "number of CPUs each RUN step may use")
+	fl.Uint64VarP(&f.cpuShares, "cpu-shares", "c", 0, "CPU shares (relative weight) of each RUN step")
+	fl.Int64Var(&f.pidsLimit, "pids-limit", 0, "limit on the number of processes of each RUN step")
+	fl.StringArrayVar(&f.securityOpt, "security-opt", nil, `security options ("no-new-privileges", "seccomp=unconfined")`)
+	fl.StringArrayVar(&f.allow, "allow", nil, `allow extra privileged entitlement ("security.insecure")`)
 	return cmd
 }
 
@@ -81,6 +103,10 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags, contextDir stri
 	if f.quiet {
 		progress = nil
 	}
+	limits, security, allowInsecure, err := f.sandboxOptions()
+	if err != nil {
+		return err
+	}
 	store, snaps, err := g.open()
 	if err != nil {
 		return err
@@ -100,6 +126,13 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags, contextDir stri
 		NoCache:    f.noCache,
 		Pull:       f.pull,
 		Progress:   progress,
+
+		Secrets:       f.secrets,
+		SSH:           f.ssh,
+		Network:       f.network,
+		Limits:        limits,
+		Security:      security,
+		AllowInsecure: allowInsecure,
 	})
 	if err != nil {
 		return err
@@ -123,4 +156,47 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags, contextDir stri
 		}
 	}
 	return nil
+}
+
+// sandboxOptions turns the flags about RUN steps' sandbox into the runtime's terms.
+func (f *buildFlags) sandboxOptions() (kilnrt.Limits, kilnrt.Security, bool, error) {
+	var lim kilnrt.Limits
+	var sec kilnrt.Security
+	switch f.network {
+	case "default", "host", "none":
+	default:
+		return lim, sec, false, fmt.Errorf("invalid --network %q: use default, host or none", f.network)
+	}
+	if f.memory != "" {
+		n, err := units.RAMInBytes(f.memory)
+		if err != nil || n <= 0 {
+			return lim, sec, false, fmt.Errorf("invalid --memory %q", f.memory)
+		}
+		lim.MemoryBytes = n
+	}
+	if f.cpus < 0 || f.pidsLimit < 0 {
+		return lim, sec, false, fmt.Errorf("--cpus and --pids-limit must not be negative")
+	}
+	lim.CPUs, lim.CPUShares, lim.Pids = f.cpus, f.cpuShares, f.pidsLimit
+	for _, o := range f.securityOpt {
+		switch o {
+		case "no-new-privileges", "no-new-privileges=true", "no-new-privileges:true":
+			sec.NoNewPrivileges = true
+		case "seccomp=unconfined", "seccomp:unconfined":
+			sec.NoSeccomp = true
+		default:
+			return lim, sec, false, fmt.Errorf("invalid --security-opt %q: use no-new-privileges or seccomp=unconfined", o)
+		}
+	}
+	insecure := false
+	for _, a := range f.allow {
+		switch a {
+		case "security.insecure":
+			insecure = true
+		case "network.host":
+		default:
+			return lim, sec, false, fmt.Errorf("invalid --allow %q: use security.insecure or network.host", a)
+		}
+	}
+	return lim, sec, insecure, nil
 }
