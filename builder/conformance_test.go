@@ -102,10 +102,7 @@ func runCase(t *testing.T, dir string) {
 	if err != nil {
 		t.Fatalf("build: %v\n%s", err, log)
 	}
-	rootfs := t.TempDir()
-	if err := exporter.Export(context.Background(), testStore, testSnaps, res.Manifest, exporter.Output{Type: "local", Dest: rootfs}, nil); err != nil {
-		t.Fatalf("export rootfs: %v", err)
-	}
+	rootfs := exportRootfs(t, res)
 	cfgJSON, err := json.Marshal(res.Image.Config.Config)
 	if err != nil {
 		t.Fatal(err)
@@ -209,4 +206,14 @@ func checkPath(t *testing.T, e expectation, rootfs string, fail func(string, ...
 			fail("content %q", got)
 		}
 	}
+}
+
+// exportRootfs writes the image's root file system to a temporary directory.
+func exportRootfs(t *testing.T, res *Result) string {
+	t.Helper()
+	rootfs := t.TempDir()
+	if err := exporter.Export(context.Background(), testStore, testSnaps, res.Manifest, exporter.Output{Type: "local", Dest: rootfs}, nil); err != nil {
+		t.Fatalf("export rootfs: %v", err)
+	}
+	return rootfs
 }

@@ -13,6 +13,7 @@ import (
 	"kiln/snapshot"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	bkparser "github.com/moby/buildkit/frontend/dockerfile/parser"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -35,8 +36,9 @@ type stageState struct {
 	runEnv  env       // the image's Env plus the ARGs in scope: what RUN sees and words expand with
 	args    *argScope // ARGs declared in this stage
 	argList []instructions.KeyValuePairOptional
-	total   int  // instructions in the stage, for progress
-	cmdSet  bool // a CMD was given in this stage (ENTRYPOINT then keeps it)
+	total   int      // instructions in the stage, for progress
+	cmdSet  bool     // a CMD was given in this stage (ENTRYPOINT then keeps it)
+	onbuild []string // the base's ONBUILD triggers, run before the stage's own instructions
 }
 
 // image is the stage's result as an exporter.Image.
@@ -81,7 +83,20 @@ func (bd *build) runStage(ctx context.Context, i int) (*stageState, error) {
 	if err != nil {
 		return nil, err
 	}
+	triggers, err := bd.onbuildTriggers(st)
+	if err != nil {
+		return nil, parser.At(bd.df.Path, s.Location, err)
+	}
 	n := 1
+	for _, cmd := range triggers {
+		if isLayerStep(cmd) {
+			n++
+		}
+		label := fmt.Sprintf("[%s%d/%d] ONBUILD %s", bd.stagePrefix(s, i), n, st.total, cmd.(fmt.Stringer).String())
+		if err := bd.dispatch(ctx, st, cmd, label); err != nil {
+			return nil, parser.At(bd.df.Path, s.Location, fmt.Errorf("ONBUILD %s: %w", cmd.Name(), err))
+		}
+	}
 	for _, cmd := range s.Commands {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -150,6 +165,12 @@ func (bd *build) initStage(ctx context.Context, i int) (*stageState, error) {
 			}
 			st.img = cloneImage(base.img)
 			st.img.Config.OnBuild = nil
+			// The ONBUILD instructions of a base stage run in the stages built on it.
+			for _, c := range bd.df.Stages[j].Commands {
+				if ob, ok := c.(*instructions.OnbuildCommand); ok {
+					st.onbuild = append(st.onbuild, ob.Expression)
+				}
+			}
 			st.layers = slices.Clone(base.layers)
 			st.chain, st.created = base.chain, base.created
 			bd.progress.cached(label)
@@ -163,6 +184,7 @@ func (bd *build) initStage(ctx context.Context, i int) (*stageState, error) {
 		}
 		step.done()
 		st.img = cloneImage(base.Config)
+		st.onbuild = st.img.Config.OnBuild
 		st.img.Config.OnBuild = nil
 		st.layers = slices.Clone(base.Layers)
 		st.chain = chainOf(st.layers)
@@ -246,4 +268,27 @@ func workdirPath(cur, p string) string {
 		p = path.Join(cur, p)
 	}
 	return path.Clean(p)
+}
+
+// onbuildTriggers parses the base's ONBUILD triggers into instructions and counts their steps.
+func (bd *build) onbuildTriggers(st *stageState) ([]instructions.Command, error) {
+	var cmds []instructions.Command
+	for _, trigger := range st.onbuild {
+		res, err := bkparser.Parse(strings.NewReader(trigger))
+		if err != nil {
+			return nil, fmt.Errorf("ONBUILD trigger %q: %w", trigger, err)
+		}
+		if len(res.AST.Children) != 1 {
+			return nil, fmt.Errorf("onbuild trigger should be a single expression")
+		}
+		cmd, err := instructions.ParseCommand(res.AST.Children[0])
+		if err != nil {
+			return nil, fmt.Errorf("ONBUILD trigger %q: %w", trigger, err)
+		}
+		if isLayerStep(cmd) {
+			st.total++
+		}
+		cmds = append(cmds, cmd)
+	}
+	return cmds, nil
 }
