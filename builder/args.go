@@ -1,6 +1,9 @@
 package builder
 
 import (
+	"fmt"
+	"strings"
+
 	"kiln/parser"
 
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
@@ -90,6 +93,12 @@ func (a *argScope) expand(lex *shell.Lex, word string) (string, error) {
 // ones before it, and --build-arg values taking precedence.
 func (bd *build) globalArgs() (*argScope, error) {
 	g := &argScope{vals: map[string]*string{}}
+	// The automatic platform args are in the global scope without an ARG (usable in FROM); a
+	// stage sees them when it declares them without a value.
+	for _, kv := range platformArgs() {
+		v := kv[1]
+		g.set(kv[0], &v)
+	}
 	for _, meta := range bd.df.MetaArgs {
 		for _, kv := range meta.Args {
 			var v *string
@@ -108,4 +117,43 @@ func (bd *build) globalArgs() (*argScope, error) {
 		}
 	}
 	return g, nil
+}
+
+// nativePlatform is the one platform kiln builds for: the machine's own, without emulation.
+const nativePlatform = "linux/amd64"
+
+// platformArgs are BuildKit's automatic platform args, for building on and for linux/amd64.
+func platformArgs() [][2]string {
+	return [][2]string{
+		{"BUILDPLATFORM", nativePlatform}, {"BUILDOS", "linux"}, {"BUILDARCH", "amd64"}, {"BUILDVARIANT", ""},
+		{"TARGETPLATFORM", nativePlatform}, {"TARGETOS", "linux"}, {"TARGETARCH", "amd64"}, {"TARGETVARIANT", ""},
+	}
+}
+
+// proxyArgs are the predefined ARGs: a --build-arg of one of them reaches RUN's environment
+// without an ARG instruction, and never the image's history or config.
+var proxyArgs = []string{
+	"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
+	"NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy",
+}
+
+// proxyEnv is the RUN environment that the predefined proxy args given with --build-arg add.
+func (bd *build) proxyEnv() []string {
+	var out []string
+	for _, k := range proxyArgs {
+		if v, ok := bd.opts.BuildArgs[k]; ok {
+			out = append(out, k+"="+v)
+		}
+	}
+	return out
+}
+
+// checkPlatform accepts the native platform (by any of its spellings) and refuses the others:
+// kiln runs no emulator.
+func checkPlatform(p string) error {
+	switch strings.ToLower(p) {
+	case "", "linux", "linux/amd64", "linux/x86_64", "amd64", "x86_64", "linux/amd64/v1", "local":
+		return nil
+	}
+	return fmt.Errorf("platform %q is not supported: kiln builds for %s only (no emulation is available)", p, nativePlatform)
 }

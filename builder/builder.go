@@ -33,6 +33,7 @@ type Options struct {
 	Target     string            // --target; "" is the last stage
 	NoCache    bool              // --no-cache: run every step, record the results anew
 	Pull       bool              // --pull: resolve base images in their registries even when stored
+	Platform   string            // --platform: only the native one (linux/amd64) is possible
 	Progress   io.Writer         // plain progress lines; nil for none
 	Layer      snapshot.CommitOptions
 
@@ -93,6 +94,9 @@ func (b *Builder) Build(ctx context.Context, opts Options) (*Result, error) {
 		return nil, fmt.Errorf("build context: %w", err)
 	} else if !fi.IsDir() {
 		return nil, fmt.Errorf("build context %s is not a directory", opts.ContextDir)
+	}
+	if err := checkPlatform(opts.Platform); err != nil {
+		return nil, err
 	}
 	if opts.Dockerfile == "" {
 		opts.Dockerfile = filepath.Join(opts.ContextDir, "Dockerfile")

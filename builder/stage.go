@@ -148,6 +148,15 @@ func (bd *build) initStage(ctx context.Context, i int) (*stageState, error) {
 	if err != nil {
 		return nil, parser.At(bd.df.Path, s.Location, err)
 	}
+	if s.Platform != "" {
+		p, err := bd.global.expand(bd.lex(), s.Platform)
+		if err == nil {
+			err = checkPlatform(p)
+		}
+		if err != nil {
+			return nil, parser.At(bd.df.Path, s.Location, err)
+		}
+	}
 	label := fmt.Sprintf("[%s1/%d] FROM %s", bd.stagePrefix(s, i), st.total, baseName)
 	switch {
 	case baseName == "":
