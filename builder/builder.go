@@ -28,14 +28,21 @@ import (
 // Options is one build, as `kiln build` was asked for it.
 type Options struct {
 	ContextDir string
-	Dockerfile string            // path of the Dockerfile; "" is ContextDir/Dockerfile
-	BuildArgs  map[string]string // --build-arg
-	Target     string            // --target; "" is the last stage
-	NoCache    bool              // --no-cache: run every step, record the results anew
-	Pull       bool              // --pull: resolve base images in their registries even when stored
-	Platform   string            // --platform: only the native one (linux/amd64) is possible
-	Progress   io.Writer         // plain progress lines; nil for none
-	Layer      snapshot.CommitOptions
+	Dockerfile string // path of the Dockerfile; "" is ContextDir/Dockerfile
+	// DockerfileText, when set, is the Dockerfile itself (-f -); Dockerfile then only names it.
+	DockerfileText []byte
+	Labels         map[string]string // --label: set on the image built
+	NoCacheFilter  []string          // --no-cache-filter: stages whose steps ignore the cache
+	// BuildContexts are --build-context name=VALUE: VALUE a directory, docker-image://REF or
+	// oci-layout://DIR[:TAG]; name replaces an image, a stage or a COPY --from source of that name.
+	BuildContexts map[string]string
+	BuildArgs     map[string]string // --build-arg
+	Target        string            // --target; "" is the last stage
+	NoCache       bool              // --no-cache: run every step, record the results anew
+	Pull          bool              // --pull: resolve base images in their registries even when stored
+	Platform      string            // --platform: only the native one (linux/amd64) is possible
+	Progress      io.Writer         // plain progress lines; nil for none
+	Layer         snapshot.CommitOptions
 
 	Secrets  []string // --secret values as given: id=ID[,src=FILE|,env=VAR]
 	SSH      []string // --ssh values as given: default|ID[=SOCKET|KEY,...]
@@ -101,9 +108,12 @@ func (b *Builder) Build(ctx context.Context, opts Options) (*Result, error) {
 	if opts.Dockerfile == "" {
 		opts.Dockerfile = filepath.Join(opts.ContextDir, "Dockerfile")
 	}
-	data, err := os.ReadFile(opts.Dockerfile)
-	if err != nil {
-		return nil, fmt.Errorf("read Dockerfile: %w", err)
+	data := opts.DockerfileText
+	if data == nil {
+		var err error
+		if data, err = os.ReadFile(opts.Dockerfile); err != nil {
+			return nil, fmt.Errorf("read Dockerfile: %w", err)
+		}
 	}
 	df, err := parser.Parse(opts.Dockerfile, data)
 	if err != nil {
@@ -134,6 +144,12 @@ func (b *Builder) Build(ctx context.Context, opts Options) (*Result, error) {
 	bd.wg.Wait()
 	if err != nil {
 		return nil, err
+	}
+	for k, v := range opts.Labels {
+		if st.img.Config.Labels == nil {
+			st.img.Config.Labels = map[string]string{}
+		}
+		st.img.Config.Labels[k] = v
 	}
 	img := st.image()
 	desc, err := exporter.Commit(ctx, b.Store, img)

@@ -39,6 +39,7 @@ type stageState struct {
 	total   int      // instructions in the stage, for progress
 	cmdSet  bool     // a CMD was given in this stage (ENTRYPOINT then keeps it)
 	onbuild []string // the base's ONBUILD triggers, run before the stage's own instructions
+	noCache bool     // --no-cache-filter names this stage
 }
 
 // image is the stage's result as an exporter.Image.
@@ -139,6 +140,11 @@ func isLayerStep(cmd instructions.Command) bool {
 func (bd *build) initStage(ctx context.Context, i int) (*stageState, error) {
 	s := bd.df.Stages[i]
 	st := &stageState{index: i, name: s.Name, args: &argScope{vals: map[string]*string{}}, total: 1}
+	for _, f := range bd.opts.NoCacheFilter {
+		if strings.EqualFold(f, s.Name) || f == fmt.Sprint(i) {
+			st.noCache = true
+		}
+	}
 	for _, c := range s.Commands {
 		if isLayerStep(c) {
 			st.total++
@@ -162,11 +168,24 @@ func (bd *build) initStage(ctx context.Context, i int) (*stageState, error) {
 	case baseName == "":
 		return nil, parser.At(bd.df.Path, s.Location, fmt.Errorf("base name (%s) should not be blank", s.BaseName))
 	case strings.EqualFold(baseName, "scratch"):
-		st.img = dockerspec.DockerOCIImage{}
-		st.img.OS, st.img.Architecture = "linux", "amd64"
-		st.img.Config.WorkingDir = "/"
-		st.img.Config.Env = []string{"PATH=" + defaultPath}
+		bd.scratch(st)
 	default:
+		nc, err := bd.namedContext(ctx, baseName)
+		if err != nil {
+			return nil, parser.At(bd.df.Path, s.Location, err)
+		}
+		if nc != nil && nc.dir != "" {
+			bd.scratch(st)
+			if err := bd.fromDir(ctx, st, nc.dir, label); err != nil {
+				return nil, parser.At(bd.df.Path, s.Location, err)
+			}
+			break
+		}
+		if nc != nil {
+			bd.fromImage(st, *nc.img)
+			bd.progress.cached(label)
+			break
+		}
 		if j, ok := bd.stageIndex(baseName, i); ok {
 			base, err := bd.stage(ctx, j)
 			if err != nil {
@@ -192,17 +211,7 @@ func (bd *build) initStage(ctx context.Context, i int) (*stageState, error) {
 			return nil, parser.At(bd.df.Path, s.Location, err)
 		}
 		step.done()
-		st.img = cloneImage(base.Config)
-		st.onbuild = st.img.Config.OnBuild
-		st.img.Config.OnBuild = nil
-		st.layers = slices.Clone(base.Layers)
-		st.chain = chainOf(st.layers)
-		if st.img.Created != nil {
-			st.created = *st.img.Created
-		}
-		if st.img.OS == "" {
-			st.img.OS, st.img.Architecture = "linux", "amd64"
-		}
+		bd.fromImage(st, base)
 	}
 	if _, ok := env(st.img.Config.Env).Get("PATH"); !ok {
 		st.img.Config.Env = append(st.img.Config.Env, "PATH="+defaultPath)
@@ -300,4 +309,27 @@ func (bd *build) onbuildTriggers(st *stageState) ([]instructions.Command, error)
 		cmds = append(cmds, cmd)
 	}
 	return cmds, nil
+}
+
+// scratch starts st from the empty image, as BuildKit's scratch: WorkingDir / and a PATH.
+func (bd *build) scratch(st *stageState) {
+	st.img = dockerspec.DockerOCIImage{}
+	st.img.OS, st.img.Architecture = "linux", "amd64"
+	st.img.Config.WorkingDir = "/"
+	st.img.Config.Env = []string{"PATH=" + defaultPath}
+}
+
+// fromImage starts st from an image: its config, layers and ONBUILD triggers.
+func (bd *build) fromImage(st *stageState, base exporter.Image) {
+	st.img = cloneImage(base.Config)
+	st.onbuild = st.img.Config.OnBuild
+	st.img.Config.OnBuild = nil
+	st.layers = slices.Clone(base.Layers)
+	st.chain = chainOf(st.layers)
+	if st.img.Created != nil {
+		st.created = *st.img.Created
+	}
+	if st.img.OS == "" {
+		st.img.OS, st.img.Architecture = "linux", "amd64"
+	}
 }

@@ -28,7 +28,7 @@ type layerStep struct {
 // what it changed as a layer.
 func (bd *build) layerStep(ctx context.Context, st *stageState, s layerStep) error {
 	step := bd.progress.start(s.label)
-	if !bd.opts.NoCache {
+	if !bd.opts.NoCache && !st.noCache {
 		rec, err := bd.b.Store.GetStep(s.key)
 		if err == nil && (rec.Layer == nil || bd.b.Store.Has(rec.Layer.Digest)) {
 			st.addLayer(rec.Layer, rec.ChainID, rec.Created, s.createdBy)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"kiln/builder"
@@ -35,6 +36,12 @@ type buildFlags struct {
 	pidsLimit   int64
 	securityOpt []string
 	allow       []string
+
+	labels        []string
+	platform      string
+	noCacheFilter []string
+	buildContexts []string
+	check         bool
 }
 
 func newBuildCommand(g *globalFlags) *cobra.Command {
@@ -66,6 +73,11 @@ func newBuildCommand(g *globalFlags) *cobra.Command {
 	fl.Int64Var(&f.pidsLimit, "pids-limit", 0, "limit on the number of processes of each RUN step")
 	fl.StringArrayVar(&f.securityOpt, "security-opt", nil, `security options ("no-new-privileges", "seccomp=unconfined")`)
 	fl.StringArrayVar(&f.allow, "allow", nil, `allow extra privileged entitlement ("security.insecure")`)
+	fl.StringArrayVar(&f.labels, "label", nil, "set metadata for an image")
+	fl.StringVar(&f.platform, "platform", "", "set target platform for build (only the native linux/amd64)")
+	fl.StringSliceVar(&f.noCacheFilter, "no-cache-filter", nil, "do not cache specified stages")
+	fl.BoolVar(&f.check, "check", false, "run the Dockerfile checks only, and fail when one finds a problem")
+	fl.StringArrayVar(&f.buildContexts, "build-context", nil, `additional build contexts (e.g., name=path, name=docker-image://ref, name=oci-layout://dir[:tag])`)
 	return cmd
 }
 
@@ -107,18 +119,48 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags, contextDir stri
 	if err != nil {
 		return err
 	}
+	labels := map[string]string{}
+	for _, l := range f.labels {
+		k, v, _ := strings.Cut(l, "=")
+		labels[k] = v
+	}
+	contexts := map[string]string{}
+	for _, c := range f.buildContexts {
+		k, v, ok := strings.Cut(c, "=")
+		if !ok || k == "" || v == "" {
+			return fmt.Errorf("invalid --build-context %q: use name=value", c)
+		}
+		contexts[k] = v
+	}
 	store, snaps, err := g.open()
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	// "-" as the context is a tar archive, or a lone Dockerfile, on standard input; -f - is the
+	// Dockerfile on standard input.
+	var dockerfileText []byte
+	if contextDir == "-" || f.file == "-" {
+		dir, text, err := readStdin(store.TmpDir(), contextDir == "-", f.file == "-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		if contextDir == "-" {
+			contextDir = dir
+		}
+		if text != nil {
+			dockerfileText = text
+			f.file = filepath.Join(contextDir, "Dockerfile")
+		}
+	}
 	unlock, err := store.Lock(ctx, false)
 	if err != nil {
 		return err
 	}
 	defer unlock()
 	b := &builder.Builder{Store: store, Snaps: snaps}
-	res, err := b.Build(ctx, builder.Options{
+	opts := builder.Options{
 		ContextDir: contextDir,
 		Dockerfile: f.file,
 		BuildArgs:  args,
@@ -127,13 +169,29 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags, contextDir stri
 		Pull:       f.pull,
 		Progress:   progress,
 
-		Secrets:       f.secrets,
-		SSH:           f.ssh,
-		Network:       f.network,
-		Limits:        limits,
-		Security:      security,
-		AllowInsecure: allowInsecure,
-	})
+		DockerfileText: dockerfileText,
+		Labels:         labels,
+		Platform:       f.platform,
+		NoCacheFilter:  f.noCacheFilter,
+		BuildContexts:  contexts,
+		Secrets:        f.secrets,
+		SSH:            f.ssh,
+		Network:        f.network,
+		Limits:         limits,
+		Security:       security,
+		AllowInsecure:  allowInsecure,
+	}
+	if f.check {
+		res, err := runChecks(ctx, b, opts, os.Stdout, true)
+		if err != nil {
+			return err
+		}
+		if res.Failed() {
+			return errChecksFailed{len(res.Warnings())}
+		}
+		return nil
+	}
+	res, err := b.Build(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -145,6 +203,12 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags, contextDir stri
 	for _, out := range outputs {
 		if err := exporter.Export(ctx, store, snaps, res.Manifest, out, f.tags); err != nil {
 			return fmt.Errorf("export %s: %w", out.Type, err)
+		}
+	}
+	if progress != nil {
+		// The checks' findings follow a build, as BuildKit prints them; they never fail it.
+		if _, err := runChecks(ctx, b, opts, progress, false); err != nil {
+			fmt.Fprintf(progress, "checks not run: %v\n", err)
 		}
 	}
 	if f.quiet {

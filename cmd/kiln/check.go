@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"kiln/builder"
+	"kiln/parser"
+)
+
+// errChecksFailed makes `kiln build --check` exit non-zero, as `docker build --check` does, after
+// the findings were printed.
+type errChecksFailed struct{ n int }
+
+func (e errChecksFailed) Error() string { return fmt.Sprintf("%d check(s) failed", e.n) }
+
+// runChecks runs the Dockerfile checks. With full, it prints every finding with its source, as
+// `docker build --check` does; otherwise the short list BuildKit prints after a build.
+func runChecks(ctx context.Context, b *builder.Builder, opts builder.Options, w io.Writer, full bool) (*parser.CheckResult, error) {
+	path := opts.Dockerfile
+	if path == "" {
+		path = filepath.Join(opts.ContextDir, "Dockerfile")
+	}
+	data := opts.DockerfileText
+	if data == nil {
+		var err error
+		if data, err = os.ReadFile(path); err != nil {
+			return nil, fmt.Errorf("read Dockerfile: %w", err)
+		}
+	}
+	res, err := parser.Check(ctx, filepath.Base(path), data, parser.CheckOptions{
+		Target: opts.Target, BuildArgs: opts.BuildArgs, Resolve: b.ImageConfig,
+	})
+	if err != nil {
+		return nil, err
+	}
+	warnings := res.Warnings()
+	if full {
+		if len(warnings) == 0 {
+			fmt.Fprintln(w, "Check complete, no warnings found.")
+		} else {
+			fmt.Fprintf(w, "Check complete, %d warning%s been found!\n", len(warnings), plural(len(warnings), " has", "s have"))
+		}
+		return res, res.Print(w)
+	}
+	if len(warnings) > 0 {
+		fmt.Fprintf(w, "\n %d warning%s found:\n", len(warnings), plural(len(warnings), "", "s"))
+		for _, wn := range warnings {
+			fmt.Fprintf(w, " - %s (line %d)\n", wn.Message, wn.Line)
+		}
+	}
+	return res, nil
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
