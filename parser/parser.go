@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/linter"
@@ -71,6 +72,9 @@ func stripLocation(err error) error {
 
 // Parse parses a Dockerfile's text. path names it in errors.
 func Parse(path string, data []byte) (*Dockerfile, error) {
+	if err := checkSyntax(path, data); err != nil {
+		return nil, err
+	}
 	res, err := bkparser.Parse(bytes.NewReader(data))
 	if err != nil {
 		return nil, locate(path, err)
@@ -127,4 +131,31 @@ func locate(path string, err error) error {
 		return &Error{Path: path, Line: loc.Locations[0][0].Start.Line, Err: loc.Unwrap()}
 	}
 	return &Error{Path: path, Err: err}
+}
+
+// checkSyntax accepts a `# syntax=` directive that names a Dockerfile frontend (kiln implements
+// the Dockerfile language itself, so any docker/dockerfile version builds as kiln's) and refuses
+// any other frontend with a clear error.
+func checkSyntax(path string, data []byte) error {
+	ref, _, loc, ok := bkparser.DetectSyntax(data)
+	if !ok {
+		return nil
+	}
+	name := ref
+	if i := strings.IndexAny(name, "@"); i >= 0 {
+		name = name[:i]
+	}
+	if i := strings.LastIndex(name, ":"); i > strings.LastIndex(name, "/") {
+		name = name[:i]
+	}
+	name = strings.TrimPrefix(name, "docker.io/")
+	switch name {
+	case "docker/dockerfile", "docker/dockerfile-upstream":
+		return nil
+	}
+	line := 1
+	if len(loc) > 0 {
+		line = loc[0].Start.Line
+	}
+	return &Error{Path: path, Line: line, Err: fmt.Errorf("syntax %q is not supported: kiln builds Dockerfiles itself and runs no other frontend (use docker/dockerfile, or remove the directive)", ref)}
 }

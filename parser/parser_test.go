@@ -35,6 +35,7 @@ func TestParseErrorsNameFileAndLine(t *testing.T) {
 		{"empty", "# nothing\n", 1, "no instructions"},
 		{"bad flag", "FROM scratch\nCOPY --nope=1 a b\n", 2, "nope"},
 		{"env without value", "FROM scratch\n\nENV\n", 3, "ENV"},
+		{"other frontend", "# syntax=example.com/my/frontend:1\nFROM scratch\n", 1, "not supported"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -50,5 +51,13 @@ func TestParseErrorsNameFileAndLine(t *testing.T) {
 				t.Fatalf("message %q lacks %q", err, c.msg)
 			}
 		})
+	}
+}
+
+func TestSyntaxDirectiveAccepted(t *testing.T) {
+	for _, syntax := range []string{"docker/dockerfile:1", "docker/dockerfile:1.7-labs", "docker.io/docker/dockerfile:1@sha256:abc", "docker/dockerfile-upstream:master"} {
+		if _, err := Parse("Dockerfile", []byte("# syntax="+syntax+"\nFROM scratch\n")); err != nil {
+			t.Errorf("%s: %v", syntax, err)
+		}
 	}
 }
