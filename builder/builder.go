@@ -195,8 +195,17 @@ func (bd *build) deps(i int) []int {
 		}
 	}
 	for _, c := range s.Commands {
-		if cp, ok := c.(*instructions.CopyCommand); ok && cp.From != "" {
-			if j, ok := bd.stageIndex(cp.From, i); ok {
+		var froms []string
+		switch c := c.(type) {
+		case *instructions.CopyCommand:
+			froms = append(froms, c.From)
+		case *instructions.RunCommand:
+			for _, m := range instructions.GetMounts(c) {
+				froms = append(froms, m.From)
+			}
+		}
+		for _, from := range froms {
+			if j, ok := bd.stageIndex(from, i); ok && from != "" {
 				out = append(out, j)
 			}
 		}

@@ -30,6 +30,7 @@ import (
 //	history N                         the number of history entries
 //	arg K=V                           a --build-arg
 //	target NAME                       --target
+//	secret id=ID,src=FILE             a --secret (src relative to the case folder)
 //	fails LINE substring              the build fails at Dockerfile line LINE with a message containing substring
 func TestCases(t *testing.T) {
 	dirs, err := filepath.Glob("../testdata/cases/*")
@@ -83,6 +84,8 @@ func runCase(t *testing.T, dir string) {
 			opts.BuildArgs[k] = v
 		case "target":
 			opts.Target = e.words[1]
+		case "secret":
+			opts.Secrets = append(opts.Secrets, strings.Replace(e.words[1], "src=", "src="+abs+"/", 1))
 		case "fails":
 			fails = &exps[i]
 		}
@@ -123,7 +126,7 @@ func checkExpectation(t *testing.T, e expectation, rootfs string, cfg map[string
 	}
 	w := e.words
 	switch {
-	case w[0] == "arg" || w[0] == "target" || w[0] == "fails":
+	case w[0] == "arg" || w[0] == "target" || w[0] == "fails" || w[0] == "secret":
 	case w[0] == "config":
 		rest := strings.TrimSpace(strings.TrimPrefix(e.raw, "config "+w[1]))
 		var want, got any
