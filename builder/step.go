@@ -22,6 +22,9 @@ type layerStep struct {
 	key       digest.Digest
 	// work changes the files of the step's snapshot, mounted at root.
 	work func(ctx context.Context, root string, out io.Writer) error
+	// parentless steps (COPY --link) work on an empty snapshot: their layer does not depend on
+	// the stage's files and is stacked on them afterwards.
+	parentless bool
 }
 
 // layerStep takes the step's result from the cache, or runs it over a new snapshot and commits
@@ -31,7 +34,7 @@ func (bd *build) layerStep(ctx context.Context, st *stageState, s layerStep) err
 	if !bd.opts.NoCache && !st.noCache {
 		rec, err := bd.b.Store.GetStep(s.key)
 		if err == nil && (rec.Layer == nil || bd.b.Store.Has(rec.Layer.Digest)) {
-			st.addLayer(rec.Layer, rec.ChainID, rec.Created, s.createdBy)
+			st.addLayer(rec.Layer, s.chainAfter(st, rec), rec.Created, s.createdBy)
 			bd.countStep(true)
 			step.cached()
 			return nil
@@ -45,7 +48,7 @@ func (bd *build) layerStep(ctx context.Context, st *stageState, s layerStep) err
 		step.fail(err)
 		return err
 	}
-	st.addLayer(rec.Layer, rec.ChainID, rec.Created, s.createdBy)
+	st.addLayer(rec.Layer, s.chainAfter(st, rec), rec.Created, s.createdBy)
 	bd.countStep(false)
 	step.done()
 	return nil
@@ -59,9 +62,12 @@ func (bd *build) execute(ctx context.Context, st *stageState, s layerStep, step 
 	}
 	defer func() { <-bd.sem }()
 
-	parent, err := bd.ensureChain(ctx, st.layers)
-	if err != nil {
-		return cache.StepRecord{}, err
+	parent := ""
+	if !s.parentless {
+		var err error
+		if parent, err = bd.ensureChain(ctx, st.layers); err != nil {
+			return cache.StepRecord{}, err
+		}
 	}
 	snaps := bd.b.Snaps
 	active, err := snaps.Prepare(ctx, parent)
@@ -166,4 +172,13 @@ func decompress(mediaType string, r io.Reader) (io.ReadCloser, error) {
 	default:
 		return nil, fmt.Errorf("unsupported layer media type %q", mediaType)
 	}
+}
+
+// chainAfter is the stage's chain ID once rec's layer is on it: the record's own for a step run
+// over the stage's files, the layer stacked on the stage's chain for a parentless one.
+func (s layerStep) chainAfter(st *stageState, rec cache.StepRecord) string {
+	if s.parentless && rec.Layer != nil {
+		return snapshot.ChainID(st.chain, rec.Layer.DiffID)
+	}
+	return rec.ChainID
 }

@@ -49,8 +49,8 @@ func Checksum(ctx context.Context, s Spec) (digest.Digest, error) {
 		if err != nil {
 			return "", err
 		}
-		w := walker{ctx: ctx, ig: s.Ignore, visit: h.entry}
-		if err := w.walkDir(src.abs, src.rel, "", st); err != nil {
+		w := walker{ctx: ctx, ig: s.Ignore, ex: s.exclude, inc: src.inc, visit: h.entry}
+		if err := w.walkDir(src.abs, src.rel, "", walkState{ig: st}); err != nil {
 			return "", fmt.Errorf("%s failed: checksum %s: %w", s.instruction(), "/"+src.rel, err)
 		}
 	}

@@ -46,11 +46,25 @@ type Spec struct {
 	// (Go's ModeSetuid/ModeSetgid/ModeSticky or the raw octal 04000/02000/
 	// 01000 bits both work). Nil keeps the source modes.
 	Chmod *os.FileMode
+	// ChmodSet, when set, is a symbolic --chmod (u+x, g=rx, ...) applied to
+	// the mode of every file and directory copied; directories created on
+	// the way to Dest stay 0755. It wins over Chmod.
+	ChmodSet *ModeSet
+	// Exclude holds --exclude patterns (.dockerignore syntax), matched
+	// against paths relative to each source directory: a source named
+	// itself is never excluded, what is below it may be.
+	Exclude []string
+	// Parents is COPY --parents: each source is split at "/./" (or taken
+	// whole, from the root) and what matches the part after it is copied
+	// with its path kept, below Dest. A source without wildcards must exist.
+	Parents bool
 	// Extract: a local source that is a tar archive (plain, gzip, bzip2, xz
 	// or zstd, detected by content) is unpacked into Dest instead (ADD).
 	Extract bool
 	// Instruction is "COPY" or "ADD", for error messages.
 	Instruction string
+
+	exclude *Ignore // Exclude, compiled by resolveSources
 }
 
 func (s *Spec) instruction() string {
@@ -94,7 +108,7 @@ func Copy(ctx context.Context, s Spec) error {
 		return err
 	}
 	dest, destIsDir := s.destPath()
-	if len(srcs) > 1 && !destIsDir {
+	if len(srcs) > 1 && !destIsDir && !s.Parents {
 		p, err := SecureJoin(s.DestRoot, dest)
 		if err != nil {
 			return fmt.Errorf("%s failed: %w", s.instruction(), err)
@@ -194,11 +208,11 @@ func (c *copier) copySource(ctx context.Context, src source, dest string, destIs
 		return err
 	}
 	w := walker{
-		ctx: ctx, ig: c.s.Ignore,
+		ctx: ctx, ig: c.s.Ignore, ex: c.s.exclude, inc: src.inc,
 		visit: func(e *entry) error { return c.copyEntry(e, target+"/"+e.rel) },
 		post:  func(e *entry) error { return c.finishDir(e, target+"/"+e.rel) },
 	}
-	if err := w.walkDir(src.abs, src.rel, "", st); err != nil {
+	if err := w.walkDir(src.abs, src.rel, "", walkState{ig: st}); err != nil {
 		return err
 	}
 	return setTimes(target, src.fi)
@@ -339,6 +353,9 @@ func (c *copier) owner(fi os.FileInfo) (int, int) {
 // mode is what chmod gets for a copied object: Chmod when given (with its
 // set-id and sticky bits), else the source mode.
 func (c *copier) mode(m os.FileMode) os.FileMode {
+	if c.s.ChmodSet != nil {
+		return c.s.ChmodSet.Apply(m) & (os.ModePerm | os.ModeSetuid | os.ModeSetgid | os.ModeSticky)
+	}
 	if c.s.Chmod == nil {
 		return m & (os.ModePerm | os.ModeSetuid | os.ModeSetgid | os.ModeSticky)
 	}
@@ -365,7 +382,7 @@ func chmodBits(m os.FileMode) os.FileMode {
 // them, owned by Chown or 0:0.
 func (c *copier) mkdirAll(dir string) error {
 	perm := os.FileMode(0o755)
-	if c.s.Chmod != nil {
+	if c.s.Chmod != nil && c.s.ChmodSet == nil {
 		perm = *c.s.Chmod & os.ModePerm
 	}
 	return c.mkdirAllMode(dir, perm)

@@ -6,9 +6,10 @@ import "errors"
 // exist in the source tree (or is hidden by .dockerignore).
 var ErrNotFound = errors.New("not found")
 
-// ErrURLNotSupported is wrapped by errors about http(s):// ADD sources, which
-// this package does not fetch (yet); COPY rejects them as BuildKit does.
-var ErrURLNotSupported = errors.New("remote URL sources are not supported yet")
+// ErrURLNotSupported is wrapped when a URL reaches Copy or Checksum as a
+// source: URLs are fetched with FetchURL first (ADD), and COPY rejects them
+// as BuildKit does.
+var ErrURLNotSupported = errors.New("remote URL sources must be fetched first")
 
 // ErrNotDirectory is wrapped when several sources are copied to a
 // destination that is not a directory.

@@ -18,6 +18,7 @@ type source struct {
 	abs  string      // resolved path below SrcRoot
 	rel  string      // abs relative to SrcRoot, "/" separated, "" for the root
 	fi   os.FileInfo // Lstat of abs; never a symlink
+	inc  *Ignore     // --parents: what below abs is copied (nil: everything)
 }
 
 // isURL tells an http(s) source, which BuildKit fetches instead of reading
@@ -31,6 +32,13 @@ func isURL(src string) bool {
 // that matches nothing contributes nothing (BuildKit: AllowEmptyWildcard);
 // a plain path that does not exist is an ErrNotFound error.
 func resolveSources(ctx context.Context, s *Spec) ([]source, error) {
+	if len(s.Exclude) > 0 && s.exclude == nil {
+		ex, err := NewIgnore(s.Exclude)
+		if err != nil {
+			return nil, fmt.Errorf("%s failed: --exclude: %w", s.instruction(), err)
+		}
+		s.exclude = ex
+	}
 	var out []source
 	for _, src := range s.Sources {
 		if err := ctx.Err(); err != nil {
@@ -42,12 +50,20 @@ func resolveSources(ctx context.Context, s *Spec) ([]source, error) {
 			}
 			return nil, fmt.Errorf("%s failed: %q: %w", s.instruction(), src, ErrURLNotSupported)
 		}
+		var inc *Ignore
+		if s.Parents {
+			var err error
+			if src, inc, err = s.splitParents(ctx, src); err != nil {
+				return nil, err
+			}
+		}
 		p := path.Clean("/" + filepath.ToSlash(src))
 		if !containsWildcards(p) {
 			one, err := s.resolveOne(ctx, p, path.Base(p))
 			if err != nil {
 				return nil, err
 			}
+			one.inc = inc
 			out = append(out, one)
 			continue
 		}
@@ -55,9 +71,41 @@ func resolveSources(ctx context.Context, s *Spec) ([]source, error) {
 		if err != nil {
 			return nil, err
 		}
+		for i := range matches {
+			matches[i].inc = inc
+		}
 		out = append(out, matches...)
 	}
 	return out, nil
+}
+
+// splitParents cuts a --parents source at its "/./" pivot, as BuildKit does:
+// the part before is what gets copied (the root when there is no pivot), the
+// part after becomes an include pattern below it. Without wildcards in
+// either part, the path they make must exist.
+func (s *Spec) splitParents(ctx context.Context, src string) (string, *Ignore, error) {
+	parent, pattern, ok := strings.Cut(filepath.ToSlash(src), "/./")
+	if !ok {
+		parent, pattern = "/", src
+	}
+	pattern = strings.TrimPrefix(path.Clean("/"+pattern), "/")
+	if !containsWildcards(parent) && !containsWildcards(pattern) {
+		req := path.Clean("/" + path.Join(parent, pattern))
+		if _, err := s.resolveOne(ctx, req, path.Base(req)); err != nil {
+			return "", nil, err
+		}
+	}
+	if pattern == "" {
+		// BuildKit's include pattern "" matches nothing, so the copy finds
+		// nothing to checksum: "a/b/./" is a not-found error there too.
+		p := path.Clean("/" + filepath.ToSlash(parent))
+		return "", nil, fmt.Errorf("%s failed: %q: %w", s.instruction(), p, ErrNotFound)
+	}
+	inc, err := NewIgnore([]string{pattern})
+	if err != nil {
+		return "", nil, fmt.Errorf("%s failed: --parents pattern %q: %w", s.instruction(), pattern, err)
+	}
+	return parent, inc, nil
 }
 
 // resolveOne follows p (clean, absolute within SrcRoot) and checks that the
@@ -117,7 +165,7 @@ func (s *Spec) visible(ctx context.Context, rel, abs string, fi os.FileInfo) (bo
 		found = true
 		return errStopWalk
 	}}
-	if err := w.walkDir(abs, rel, "", st); err != nil && !errors.Is(err, errStopWalk) {
+	if err := w.walkDir(abs, rel, "", walkState{ig: st}); err != nil && !errors.Is(err, errStopWalk) {
 		return false, err
 	}
 	return found, nil

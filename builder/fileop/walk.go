@@ -20,21 +20,31 @@ type entry struct {
 }
 
 // walker visits the tree below a directory in lexical order, skipping what
-// .dockerignore excludes. An excluded directory is walked into only when "!"
-// patterns exist, and is visited (before its contents) only once something
-// inside it turns out to be kept: that is what BuildKit's context transfer
-// sends. post, when set, is called after a visited directory's contents.
+// .dockerignore (ig, matched against context-relative paths) or --exclude
+// (ex, matched against source-relative paths) exclude, and what the include
+// patterns of --parents (inc, source-relative) do not match. An excluded
+// directory is walked into only when its patterns hold "!" exceptions; a
+// directory that is merely not included is always walked into. Either is
+// visited (before its contents) only once something inside it turns out to
+// be kept: that is what BuildKit's context transfer and fsutil's copier do.
+// post, when set, is called after a visited directory's contents.
 type walker struct {
 	ctx     context.Context
 	ig      *Ignore
+	ex      *Ignore
+	inc     *Ignore
 	visit   func(e *entry) error
 	post    func(e *entry) error
-	pending []*entry // excluded directories waiting for a kept descendant
+	pending []*entry // hidden directories waiting for a kept descendant
 }
 
+// walkState is the pattern matching state of a directory being walked.
+type walkState struct{ ig, ex, inc matchState }
+
 // walkDir walks the children of dir; ctxRel is dir relative to the context
-// root (what patterns match), rel is dir relative to the source.
-func (w *walker) walkDir(dir, ctxRel, rel string, st matchState) error {
+// root (what .dockerignore patterns match), rel is dir relative to the
+// source (what --exclude and include patterns match).
+func (w *walker) walkDir(dir, ctxRel, rel string, st walkState) error {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("read directory %s: %w", rel, err)
@@ -45,11 +55,24 @@ func (w *walker) walkDir(dir, ctxRel, rel string, st matchState) error {
 		}
 		name := de.Name()
 		childCtx, childRel := join(ctxRel, name), join(rel, name)
-		excluded, cst, err := w.ig.match(childCtx, st)
+		var cst walkState
+		ignored, igSt, err := w.ig.match(childCtx, st.ig)
 		if err != nil {
 			return err
 		}
-		if excluded && !(de.IsDir() && w.ig.hasExceptions()) {
+		excluded, exSt, err := w.ex.match(childRel, st.ex)
+		if err != nil {
+			return err
+		}
+		included, incSt := true, matchState{}
+		if w.inc != nil {
+			if included, incSt, err = w.inc.match(childRel, st.inc); err != nil {
+				return err
+			}
+		}
+		cst = walkState{ig: igSt, ex: exSt, inc: incSt}
+		hidden := ignored || excluded || !included
+		if hidden && (!de.IsDir() || (ignored && !w.ig.hasExceptions()) || (excluded && !w.ex.hasExceptions())) {
 			continue
 		}
 		abs := dir + string(filepath.Separator) + name
@@ -61,7 +84,7 @@ func (w *walker) walkDir(dir, ctxRel, rel string, st matchState) error {
 			return fmt.Errorf("stat %s: %w", childRel, err)
 		}
 		e := &entry{abs: abs, rel: childRel, fi: fi}
-		if excluded {
+		if hidden {
 			w.pending = append(w.pending, e)
 			if err := w.walkDir(abs, childCtx, childRel, cst); err != nil {
 				return err
