@@ -49,6 +49,9 @@ func (bd *build) cacheMount(ctx context.Context, st *stageState, m *instructions
 		if src, err = bd.mountFrom(ctx, st, m); err != nil {
 			return runMount{}, err
 		}
+		if src.local() {
+			return runMount{}, fmt.Errorf("cache mount %s: from=%s names a local directory; use a stage or an image", target, m.From)
+		}
 		base = "from:" + src.chain + ":" + path.Join("/", m.Source)
 	}
 	if m.UID != nil || m.GID != nil || m.Mode != nil {

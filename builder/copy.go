@@ -243,11 +243,21 @@ func (bd *build) copyParts(ctx context.Context, st *stageState, c copyCmd, fl co
 func (bd *build) localSource(ctx context.Context, st *stageState, c copyCmd, spec fileop.Spec) (func(context.Context, []string) (copyPart, error), error) {
 	fl := flagsOf(c.cmd)
 	spec.Extract = c.add && (fl.unpack == nil || *fl.unpack)
-	if c.from == "" {
+	if c.from != "" && !bd.usesLocalSource(c) {
+		return nil, nil // only remote sources: no stage to wait for
+	}
+	src, err := bd.resolveFrom(ctx, st, c.from)
+	if errors.Is(err, errLaterStage) {
+		return nil, fmt.Errorf("cannot copy from stage %q, it needs to be defined before current stage", c.from)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if src.local() {
 		return func(ctx context.Context, srcs []string) (copyPart, error) {
 			s := spec
 			s.Sources = srcs
-			s.SrcRoot, s.Ignore = bd.opts.ContextDir, bd.ignore
+			s.SrcRoot, s.Ignore = src.dir, src.ignore
 			sum, err := fileop.Checksum(ctx, s)
 			if err != nil {
 				return copyPart{}, err
@@ -255,25 +265,7 @@ func (bd *build) localSource(ctx context.Context, st *stageState, c copyCmd, spe
 			return copyPart{spec: s, id: "context:" + sum.String()}, nil
 		}, nil
 	}
-	if !bd.usesLocalSource(c) {
-		return nil, nil // only remote sources: no stage to wait for
-	}
-	layers := st.layers[:0:0]
-	if j, ok := bd.stageIndex(c.from, st.index); ok {
-		src, err := bd.stage(ctx, j)
-		if err != nil {
-			return nil, err
-		}
-		layers = src.layers
-	} else if _, ok := bd.stageIndexAny(c.from); ok {
-		return nil, fmt.Errorf("cannot copy from stage %q, it needs to be defined before current stage", c.from)
-	} else {
-		img, err := bd.resolveImage(ctx, c.from)
-		if err != nil {
-			return nil, err
-		}
-		layers = img.Layers
-	}
+	layers := src.layers
 	spec.KeepOwners = true // files from a stage or an image keep their owners, as in BuildKit
 	open := func(ctx context.Context) (string, func() error, error) {
 		chain, err := bd.ensureChain(ctx, layers)

@@ -2,6 +2,7 @@ package builder
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -9,6 +10,7 @@ import (
 
 	"kiln/builder/fileop"
 	"kiln/exporter"
+	"kiln/snapshot"
 )
 
 // namedContext is a --build-context source: an image, or a directory of files.
@@ -97,4 +99,50 @@ func (bd *build) fromDir(ctx context.Context, st *stageState, dir, label string)
 			return fileop.Copy(ctx, spec)
 		},
 	})
+}
+
+// errLaterStage is a from= naming a stage defined after the one that uses it.
+var errLaterStage = errors.New("stage defined after the current one")
+
+// fromSource is what a COPY --from= or a RUN --mount from= names: the layers of a stage or an
+// image, or a local directory (the build context, or one given as a named build context).
+type fromSource struct {
+	layers []snapshot.Layer
+	dir    string         // a local directory, whose files are sent as the context's are
+	ignore *fileop.Ignore // its .dockerignore (the main context's only)
+}
+
+func (s fromSource) local() bool { return s.dir != "" }
+
+// resolveFrom resolves from (empty: the build context) for a step of stage st: a named build
+// context first, then an earlier stage by name or index, then an image reference.
+func (bd *build) resolveFrom(ctx context.Context, st *stageState, from string) (fromSource, error) {
+	if from == "" {
+		return fromSource{dir: bd.opts.ContextDir, ignore: bd.ignore}, nil
+	}
+	nc, err := bd.namedContext(ctx, from)
+	if err != nil {
+		return fromSource{}, err
+	}
+	switch {
+	case nc != nil && nc.dir != "":
+		return fromSource{dir: nc.dir}, nil
+	case nc != nil:
+		return fromSource{layers: nc.img.Layers}, nil
+	}
+	if j, ok := bd.stageIndex(from, st.index); ok {
+		src, err := bd.stage(ctx, j)
+		if err != nil {
+			return fromSource{}, err
+		}
+		return fromSource{layers: src.layers}, nil
+	}
+	if _, ok := bd.stageIndexAny(from); ok {
+		return fromSource{}, errLaterStage
+	}
+	img, err := bd.resolveImage(ctx, from)
+	if err != nil {
+		return fromSource{}, err
+	}
+	return fromSource{layers: img.Layers}, nil
 }

@@ -2,9 +2,11 @@ package builder
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 
@@ -12,6 +14,7 @@ import (
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
+	digest "github.com/opencontainers/go-digest"
 )
 
 // run is RUN: the command runs in the sandbox over the stage's snapshot; what it changes is the
@@ -103,7 +106,7 @@ func (bd *build) run(ctx context.Context, st *stageState, c *instructions.RunCom
 				env = envWith(env, proxies)
 			}
 			err = kilnrt.Run(ctx, kilnrt.Spec{
-				ID:     key.Encoded()[:16],
+				ID:     stepID(key),
 				Root:   root,
 				Args:   args,
 				Env:    env,
@@ -164,4 +167,12 @@ func runCommandString(args []string, buildArgs []instructions.KeyValuePairOption
 		parts = append([]string{fmt.Sprintf("|%d", len(parts))}, parts...)
 	}
 	return strings.Join(append(parts, args...), " ")
+}
+
+// stepID names a RUN's sandbox (and cgroup): the step's key, and a part unique to this run, so
+// that two builds running the same step at once never share a cgroup.
+func stepID(key digest.Digest) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s-%d-%x", key.Encoded()[:12], os.Getpid(), b)
 }

@@ -12,7 +12,6 @@ import (
 
 	"kiln/builder/fileop"
 	kilnrt "kiln/runtime"
-	"kiln/snapshot"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 )
@@ -144,36 +143,24 @@ func (bd *build) runMounts(ctx context.Context, st *stageState, c *instructions.
 	return out, nil
 }
 
-// mountSource is the tree a bind or cache mount takes its files from: the context, an earlier
-// stage or an image.
+// mountSource is the tree a bind or cache mount takes its files from: a local directory (the
+// context, or a named build context), an earlier stage or an image.
 type mountSource struct {
-	context bool
-	layers  []snapshot.Layer
-	chain   string
+	fromSource
+	chain string
 }
 
 // mountFrom resolves a mount's from= (nothing: the build context).
 func (bd *build) mountFrom(ctx context.Context, st *stageState, m *instructions.Mount) (mountSource, error) {
-	if m.From == "" {
-		return mountSource{context: true}, nil
-	}
-	var layers []snapshot.Layer
-	if j, ok := bd.stageIndex(m.From, st.index); ok {
-		src, err := bd.stage(ctx, j)
-		if err != nil {
-			return mountSource{}, err
-		}
-		layers = src.layers
-	} else if _, ok := bd.stageIndexAny(m.From); ok {
+	src, err := bd.resolveFrom(ctx, st, m.From)
+	if errors.Is(err, errLaterStage) {
 		return mountSource{}, fmt.Errorf("cannot mount from stage %q to %q, stage needs to be defined before current command", m.From, m.Target)
-	} else {
-		img, err := bd.resolveImage(ctx, m.From)
-		if err != nil {
-			return mountSource{}, err
-		}
-		layers = img.Layers
 	}
-	return mountSource{layers: slices.Clone(layers), chain: chainOf(layers)}, nil
+	if err != nil {
+		return mountSource{}, err
+	}
+	src.layers = slices.Clone(src.layers)
+	return mountSource{fromSource: src, chain: chainOf(src.layers)}, nil
 }
 
 // view makes the source's files readable at a path until release. With writable, the path is
@@ -210,8 +197,8 @@ func (bd *build) bindMount(ctx context.Context, st *stageState, m *instructions.
 	}
 	source := path.Join("/", m.Source)
 	key := mountKey{Type: "bind", Target: target, ReadOnly: m.ReadOnly}
-	if src.context {
-		sum, err := fileop.Checksum(ctx, bd.contextSpec(source))
+	if src.local() {
+		sum, err := fileop.Checksum(ctx, contextSpec(src.fromSource, source))
 		if err != nil {
 			return runMount{}, fmt.Errorf("mount %s: %w", target, err)
 		}
@@ -222,8 +209,8 @@ func (bd *build) bindMount(ctx context.Context, st *stageState, m *instructions.
 	ro := m.ReadOnly
 	return runMount{key: key, setup: func(ctx context.Context, s *mountSet) error {
 		root, rel := "", source
-		if src.context {
-			dir, r, err := bd.contextCopy(ctx, source)
+		if src.local() {
+			dir, r, err := bd.contextCopy(ctx, src.fromSource, source)
 			if err != nil {
 				return fmt.Errorf("mount %s: %w", target, err)
 			}
@@ -251,9 +238,9 @@ func (bd *build) bindMount(ctx context.Context, st *stageState, m *instructions.
 
 // contextSpec is the context's files at source (a path in the context), as the step sees them:
 // .dockerignore applied.
-func (bd *build) contextSpec(source string) fileop.Spec {
+func contextSpec(src fromSource, source string) fileop.Spec {
 	return fileop.Spec{
-		SrcRoot: bd.opts.ContextDir, Ignore: bd.ignore, Sources: []string{source},
+		SrcRoot: src.dir, Ignore: src.ignore, Sources: []string{source},
 		Dest: "/", Workdir: "/", Instruction: "RUN --mount",
 	}
 }
@@ -263,8 +250,8 @@ func (bd *build) contextSpec(source string) fileop.Spec {
 // context itself, because BuildKit's steps see the context as it was sent: .dockerignore
 // applied, every file owned by root; and writes to a read-write mount must never reach the
 // user's files.
-func (bd *build) contextCopy(ctx context.Context, source string) (string, string, error) {
-	p, err := fileop.SecureJoin(bd.opts.ContextDir, source)
+func (bd *build) contextCopy(ctx context.Context, src fromSource, source string) (string, string, error) {
+	p, err := fileop.SecureJoin(src.dir, source)
 	if err != nil {
 		return "", "", err
 	}
@@ -276,7 +263,7 @@ func (bd *build) contextCopy(ctx context.Context, source string) (string, string
 	if err != nil {
 		return "", "", err
 	}
-	spec := bd.contextSpec(source)
+	spec := contextSpec(src, source)
 	spec.DestRoot = dir
 	rel, mode := "/", fi.Mode().Perm()
 	if !fi.IsDir() {

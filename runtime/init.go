@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -24,6 +25,10 @@ func runInit() int {
 	// Nothing but stdio may reach the step's process: not the pipes, nor any fd kiln itself
 	// inherited without close-on-exec (exec.Cmd passes those through).
 	closeOnExecFrom(configFD)
+	// Non-dumpable: the step's root (without CAP_SYS_PTRACE) cannot reach /proc/1/fd (the
+	// status pipe), /proc/1/exe (kiln's binary) nor /proc/1/environ. An exec makes the step's
+	// own processes dumpable again.
+	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 	status := os.NewFile(statusFD, "status")
 	report := func(st initStatus) {
 		_ = json.NewEncoder(status).Encode(st)
@@ -44,6 +49,11 @@ func runInit() int {
 	}
 	path, err := lookPath(cfg.Args[0], envValue(cfg.Env, "PATH"))
 	if err != nil {
+		return fail(err)
+	}
+	// Privileges are a thread's: the step's process gets those of the thread that forks it.
+	goruntime.LockOSThread()
+	if err := dropPrivileges(&cfg); err != nil {
 		return fail(err)
 	}
 	pid, err := syscall.ForkExec(path, cfg.Args, &syscall.ProcAttr{

@@ -23,7 +23,7 @@ type initConfig struct {
 	Dev      string      `json:"dev"`
 	Sys      string      `json:"sys"`
 	Files    []fileMount `json:"files,omitempty"`
-	Binds    []bindMount `json:"binds,omitempty"`
+	Mounts   []userMount `json:"mounts,omitempty"`
 	Hostname string      `json:"hostname"`
 	Cwd      string      `json:"cwd"` // inside the new root
 	Args     []string    `json:"args"`
@@ -31,13 +31,13 @@ type initConfig struct {
 	UID      uint32      `json:"uid"`
 	GID      uint32      `json:"gid"`
 	Groups   []uint32    `json:"groups,omitempty"`
-}
 
-// bindMount binds a host file or directory onto a target in the root.
-type bindMount struct {
-	Source   string `json:"source"`
-	Target   string `json:"target"`
-	ReadOnly bool   `json:"readOnly"`
+	NetNS      bool   `json:"netns,omitempty"`    // in a network namespace of its own: bring up lo
+	Mask       bool   `json:"mask,omitempty"`     // mask maskedPaths, make readOnlyPaths read-only
+	Insecure   bool   `json:"insecure,omitempty"` // writable /sys, device nodes usable (--privileged)
+	Caps       uint64 `json:"caps"`               // the capability sets of the process, a bit per capability
+	NoNewPrivs bool   `json:"noNewPrivs,omitempty"`
+	Seccomp    []byte `json:"seccomp,omitempty"` // a BPF program (struct sock_filter[]), none when empty
 }
 
 // fileMount is a small file the init makes (in memory, outside the root) and binds

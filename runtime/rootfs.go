@@ -23,10 +23,16 @@ func devLinks() [][2]string {
 	}
 }
 
-// setupRoot runs in the init, in its new mount namespace: it mounts /proc, /dev, /sys and the
-// bind mounts into the root, makes the root "/" with pivot_root, sets the host name and enters
+// setupRoot runs in the init, in its new mount namespace: it brings up loopback in a network
+// namespace of its own, mounts /proc, /dev, /sys, the /etc files, the masks and the step's
+// mounts into the root, makes the root "/" with pivot_root, sets the host name and enters
 // the working directory. Every mount lives and dies with this namespace.
 func setupRoot(c *initConfig) error {
+	if c.NetNS {
+		if err := loopbackUp(); err != nil {
+			return err
+		}
+	}
 	// Nothing done here may reach the host's mount table.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make mounts private: %w", err)
@@ -35,20 +41,34 @@ func setupRoot(c *initConfig) error {
 	if err := unix.Mount(c.Root, c.Root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("bind root %s: %w", c.Root, err)
 	}
+	// Root may make device nodes (CAP_MKNOD, as in Docker), but not open them: Docker's devices
+	// cgroup, here the nodev flag on every mount the step can write to. Only the standard nodes,
+	// bound one by one from the host's /dev, open.
+	if !c.Insecure {
+		if err := noDev(c.Root); err != nil {
+			return err
+		}
+	}
 	if err := unix.Mount("proc", c.Proc, "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return fmt.Errorf("mount /proc: %w", err)
 	}
 	if err := setupDev(c.Dev); err != nil {
 		return err
 	}
-	if err := mountSys(c.Sys); err != nil {
+	if err := mountSys(c.Sys, c.Insecure); err != nil {
 		return err
 	}
 	if err := mountFiles(c.Dev, c.Files); err != nil {
 		return err
 	}
-	for _, b := range c.Binds {
-		if err := bind(b.Source, b.Target, b.ReadOnly); err != nil {
+	// Masked before the step's mounts, while /proc and /sys are surely the init's own.
+	if c.Mask {
+		if err := maskPaths(c.Proc, c.Sys); err != nil {
+			return err
+		}
+	}
+	for _, m := range c.Mounts {
+		if err := mountUser(c.Root, m); err != nil {
 			return err
 		}
 	}
@@ -71,7 +91,7 @@ func setupRoot(c *initConfig) error {
 
 // setupDev mounts a small tmpfs at dev holding only what a build needs.
 func setupDev(dev string) error {
-	if err := unix.Mount("tmpfs", dev, "tmpfs", unix.MS_NOSUID|unix.MS_STRICTATIME, "mode=755,size=65536k"); err != nil {
+	if err := unix.Mount("tmpfs", dev, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_STRICTATIME, "mode=755,size=65536k"); err != nil {
 		return fmt.Errorf("mount /dev: %w", err)
 	}
 	for _, n := range devNodes() {
@@ -113,15 +133,21 @@ func setupDev(dev string) error {
 }
 
 // mountSys mounts a read-only sysfs at sys, or, where a fresh sysfs is refused, the host's
-// /sys made read-only as a whole tree.
-func mountSys(sys string) error {
-	const flags = unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+// /sys made read-only as a whole tree. An insecure step gets it writable, as --privileged does.
+func mountSys(sys string, writable bool) error {
+	flags := uintptr(unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
+	if writable {
+		flags &^= unix.MS_RDONLY
+	}
 	err := unix.Mount("sysfs", sys, "sysfs", flags, "")
 	if err == nil {
 		return nil
 	}
 	if err := unix.Mount("/sys", sys, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("mount /sys: %w", err)
+	}
+	if writable {
+		return nil
 	}
 	attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC}
 	if err := unix.MountSetattr(-1, sys, unix.AT_RECURSIVE, attr); err != nil {
@@ -178,6 +204,30 @@ func pivotRoot(root string) error {
 	}
 	if err := unix.Chdir("/"); err != nil {
 		return fmt.Errorf("enter new root: %w", err)
+	}
+	return nil
+}
+
+// noDev sets nodev on the mount at p and every mount below it, keeping their other flags.
+func noDev(p string) error {
+	attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_NODEV}
+	err := unix.MountSetattr(-1, p, unix.AT_RECURSIVE|unix.AT_SYMLINK_NOFOLLOW, attr)
+	if err == unix.ENOSYS {
+		// Before Linux 5.12: remount the top one with the flags it has, plus nodev.
+		var st unix.Statfs_t
+		if err = unix.Statfs(p, &st); err == nil {
+			flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_NODEV)
+			for _, f := range [][2]uintptr{{unix.ST_RDONLY, unix.MS_RDONLY}, {unix.ST_NOSUID, unix.MS_NOSUID},
+				{unix.ST_NOEXEC, unix.MS_NOEXEC}, {unix.ST_NOATIME, unix.MS_NOATIME}, {unix.ST_RELATIME, unix.MS_RELATIME}} {
+				if uintptr(st.Flags)&f[0] != 0 {
+					flags |= f[1]
+				}
+			}
+			err = unix.Mount("", p, "", flags, "")
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("make %s nodev: %w", p, err)
 	}
 	return nil
 }

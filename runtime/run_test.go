@@ -441,7 +441,7 @@ func TestRunCgroupV1(t *testing.T) {
 	root := newTestRoot(t, true)
 	id := testID(t)
 	var out bytes.Buffer
-	newV1 := func(id string) (cgroup, error) { return newCgroupV1(id) }
+	newV1 := func(id string, l Limits) (cgroup, error) { return newCgroupV1(id, l) }
 	// The step sees itself in its own v1 cgroup; the background sleep must not survive it.
 	err := run(context.Background(), Spec{
 		ID: id, Root: root, Args: []string{"sh", "-c", "sleep 1000 & grep pids /proc/self/cgroup"},

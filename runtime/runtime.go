@@ -1,6 +1,12 @@
-// Package runtime runs a RUN step's process in a sandbox: new mount, PID, UTS and IPC namespaces,
-// pivot_root into the snapshot's root, /proc, a minimal /dev, a read-only /sys, and a cgroup of
-// its own that is emptied when the step ends.
+// Package runtime runs a RUN step's process in a sandbox: new mount, PID, UTS and IPC namespaces
+// (and network, with Network "none": only loopback), pivot_root into the snapshot's root, /proc,
+// a minimal /dev, a read-only /sys, the step's bind and tmpfs mounts, and a cgroup of its own
+// with the step's limits that is emptied when the step ends.
+//
+// The process gets Docker's default container privileges: its 14 default capabilities, Docker's
+// default seccomp profile (denied syscalls fail with EPERM), runc's masked and read-only /proc
+// and /sys paths, and device nodes usable only where bound from the host's /dev (the step's
+// writable mounts are nodev). Security.Insecure lifts all of that, as --privileged does.
 //
 // The sandbox is set up by kiln itself: Run re-executes /proc/self/exe as the sandbox's init
 // (see Reexec), which mounts, pivots, starts the step's process and reaps as PID 1.
@@ -78,13 +84,20 @@ type Security struct {
 type ExitError struct {
 	Code   int    // exit status, or 128+signal
 	Signal string // the signal's name when it was killed by one
+	// OOMKilled: the kernel's OOM killer killed a process of the step, at its memory limit
+	// (the process itself, or one it waited for). See IsOutOfMemory.
+	OOMKilled bool
 }
 
 func (e *ExitError) Error() string {
+	msg := fmt.Sprintf("exit code: %d", e.Code)
 	if e.Signal != "" {
-		return fmt.Sprintf("killed by signal %s", e.Signal)
+		msg = fmt.Sprintf("killed by signal %s", e.Signal)
 	}
-	return fmt.Sprintf("exit code: %d", e.Code)
+	if e.OOMKilled {
+		return "out of memory: " + msg + " (a process of the step was killed at its memory limit)"
+	}
+	return msg
 }
 
 // Run runs spec's process and waits for it; when it returns, no process of the step is left and
@@ -97,7 +110,7 @@ func Run(ctx context.Context, spec Spec) error {
 }
 
 // run is Run with the choice of cgroup version left to the caller (tests try both).
-func run(ctx context.Context, spec Spec, newCg func(id string) (cgroup, error)) (err error) {
+func run(ctx context.Context, spec Spec, newCg func(id string, l Limits) (cgroup, error)) (err error) {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("run %s: %w", spec.ID, err)
 	}
@@ -126,11 +139,17 @@ func run(ctx context.Context, spec Spec, newCg func(id string) (cgroup, error)) 
 	// Deferred first, so it runs last: after the sandbox and its mounts are gone.
 	var st stubs
 	defer func() { err = joinCleanup(err, st.remove()) }()
-	if err := prepareMountPoints(&cfg, &st); err != nil {
+	if cfg.NetNS, err = isolatedNetwork(spec.Network); err != nil {
+		return fmt.Errorf("run %s: %w", spec.ID, err)
+	}
+	if err := securityConfig(&cfg, spec.Security); err != nil {
+		return fmt.Errorf("run %s: %w", spec.ID, err)
+	}
+	if err := prepareMountPoints(&cfg, &st, spec.Mounts); err != nil {
 		return fmt.Errorf("run %s: %w", spec.ID, err)
 	}
 
-	cg, err := newCg(spec.ID)
+	cg, err := newCg(spec.ID, spec.Limits)
 	if err != nil {
 		return fmt.Errorf("run %s: %w", spec.ID, err)
 	}
@@ -141,10 +160,14 @@ func run(ctx context.Context, spec Spec, newCg func(id string) (cgroup, error)) 
 		return fmt.Errorf("run %s: %w", spec.ID, ctxErr)
 	}
 	if err != nil {
+		if cg.oomKilled() {
+			// The OOM killer chose the init itself: the step is gone all the same.
+			return &ExitError{Code: 128 + int(unix.SIGKILL), Signal: "SIGKILL", OOMKilled: true}
+		}
 		return fmt.Errorf("run %s: %w", spec.ID, err)
 	}
 	if res.Code != 0 {
-		return &ExitError{Code: res.Code, Signal: res.Signal}
+		return &ExitError{Code: res.Code, Signal: res.Signal, OOMKilled: cg.oomKilled()}
 	}
 	return nil
 }
@@ -175,6 +198,9 @@ func (s *Spec) check() error {
 	if len(s.Hostname) > 64 || strings.ContainsAny(s.Hostname, "/ \t\n\x00") {
 		return fmt.Errorf("run %s: invalid host name %q", s.ID, s.Hostname)
 	}
+	if err := s.Limits.check(); err != nil {
+		return fmt.Errorf("run %s: %w", s.ID, err)
+	}
 	return checkCgroupName(s.ID)
 }
 
@@ -198,8 +224,8 @@ func processEnv(env []string, home string) []string {
 }
 
 // prepareMountPoints resolves (and, where missing, creates as stubs) every mount point in the
-// root, and adds the sandbox's /etc files to cfg.
-func prepareMountPoints(cfg *initConfig, st *stubs) error {
+// root, and adds the sandbox's /etc files and the step's mounts to cfg.
+func prepareMountPoints(cfg *initConfig, st *stubs, mounts []Mount) error {
 	var err error
 	for _, d := range []struct {
 		path string
@@ -214,7 +240,7 @@ func prepareMountPoints(cfg *initConfig, st *stubs) error {
 			return err
 		}
 	}
-	files, err := etcFiles(cfg.Hostname)
+	files, err := etcFiles(cfg.Hostname, cfg.NetNS)
 	if err != nil {
 		return err
 	}
@@ -223,6 +249,9 @@ func prepareMountPoints(cfg *initConfig, st *stubs) error {
 			return err
 		}
 		cfg.Files = append(cfg.Files, f)
+	}
+	if err := prepareUserMounts(cfg, st, mounts); err != nil {
+		return err
 	}
 	st.sealed()
 	return nil
@@ -243,6 +272,10 @@ func startAndWait(ctx context.Context, spec Spec, cfg initConfig, cg cgroup) (in
 	}
 	defer statR.Close()
 
+	cloneFlags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
+	if cfg.NetNS {
+		cloneFlags |= unix.CLONE_NEWNET
+	}
 	cmd := &exec.Cmd{
 		Path: "/proc/self/exe",
 		Args: []string{initArg0},
@@ -255,7 +288,7 @@ func startAndWait(ctx context.Context, spec Spec, cfg initConfig, cg cgroup) (in
 		ExtraFiles: []*os.File{confR, statW}, // configFD, statusFD
 		WaitDelay:  stdinWaitDelay,
 		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags: unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC,
+			Cloneflags: cloneFlags,
 			// If kiln dies, so does the sandbox (and with PID 1, everything in it).
 			Pdeathsig: syscall.SIGKILL,
 			// Out of the terminal's process group: ^C is kiln's to handle, by cancelling ctx.

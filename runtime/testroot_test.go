@@ -16,6 +16,9 @@ func TestMain(m *testing.M) {
 	if Reexec() {
 		return
 	}
+	if os.Getenv(helperEnv) != "" {
+		os.Exit(stepHelper())
+	}
 	os.Exit(m.Run())
 }
 

@@ -154,6 +154,10 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags, contextDir stri
 			f.file = filepath.Join(contextDir, "Dockerfile")
 		}
 	}
+	// Cgroups left by a kiln killed with -9 go now; it costs well under a millisecond.
+	if err := kilnrt.CleanupStale(ctx); err != nil {
+		fmt.Fprintf(os.Stderr, "warning: %v\n", err)
+	}
 	unlock, err := store.Lock(ctx, false)
 	if err != nil {
 		return err

@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"kiln/builder"
+	"kiln/builder/fileop"
 	"kiln/parser"
 )
 
@@ -31,20 +34,41 @@ func runChecks(ctx context.Context, b *builder.Builder, opts builder.Options, w 
 			return nil, fmt.Errorf("read Dockerfile: %w", err)
 		}
 	}
+	// CopyIgnoredFile needs the context's .dockerignore, read as the build reads it.
+	ig, err := fileop.LoadIgnore(opts.ContextDir, opts.Dockerfile)
+	if err != nil {
+		return nil, err
+	}
 	res, err := parser.Check(ctx, filepath.Base(path), data, parser.CheckOptions{
-		Target: opts.Target, BuildArgs: opts.BuildArgs, Resolve: b.ImageConfig,
+		Target: opts.Target, BuildArgs: opts.BuildArgs, Resolve: b.ImageConfig, DockerIgnore: ig.Patterns(),
 	})
 	if err != nil {
 		return nil, err
 	}
 	warnings := res.Warnings()
 	if full {
-		if len(warnings) == 0 {
-			fmt.Fprintln(w, "Check complete, no warnings found.")
-		} else {
+		// As `docker build --check`: the count (none is said only when nothing failed), the
+		// findings, then the error that stops the build with its Dockerfile lines.
+		switch {
+		case len(warnings) > 0:
 			fmt.Fprintf(w, "Check complete, %d warning%s been found!\n", len(warnings), plural(len(warnings), " has", "s have"))
+		case res.Err == nil:
+			fmt.Fprintln(w, "Check complete, no warnings found.")
 		}
-		return res, res.Print(w)
+		if err := res.Print(w); err != nil {
+			return nil, err
+		}
+		if res.Err != nil {
+			if len(warnings) > 0 {
+				fmt.Fprintln(w)
+			}
+			var msg strings.Builder
+			if err := res.PrintError(&msg); err != nil {
+				return nil, err
+			}
+			return nil, errors.New(strings.TrimSuffix(msg.String(), "\n"))
+		}
+		return res, nil
 	}
 	if len(warnings) > 0 {
 		fmt.Fprintf(w, "\n %d warning%s found:\n", len(warnings), plural(len(warnings), "", "s"))
