@@ -336,6 +336,18 @@ func (s store) remove(chainID string) error {
 // Call it when no build is running in this process: deleting big trees slows down file
 // creation for a while.
 func Cleanup(ctx context.Context, dir string) error {
+	return sweep(ctx, dir, true)
+}
+
+// Recover unmounts the work directories (active, apply, view) whose kiln process is gone, as
+// after a kill -9, and moves them to the trash: cheap, so it runs when kiln starts; deleting
+// the trash is left to Cleanup, after the build.
+func Recover(ctx context.Context, dir string) error {
+	return sweep(ctx, dir, false)
+}
+
+// sweep is Cleanup (remove) and Recover (only unmount and trash orphans).
+func sweep(ctx context.Context, dir string, remove bool) error {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("clean up snapshots: %w", err)
@@ -349,6 +361,9 @@ func Cleanup(ctx context.Context, dir string) error {
 		p := filepath.Join(dir, name)
 		switch {
 		case strings.HasPrefix(name, "trash-"):
+			if !remove {
+				continue
+			}
 		case strings.HasPrefix(name, "active-"), strings.HasPrefix(name, "apply-"), strings.HasPrefix(name, "view-"):
 			if !orphaned(p) {
 				continue
@@ -358,6 +373,12 @@ func Cleanup(ctx context.Context, dir string) error {
 		}
 		// A trashed or orphaned active snapshot may still hold a mount left by a crash.
 		unmountAll(p)
+		if !remove {
+			if err := os.Rename(p, filepath.Join(dir, "trash-"+name)); err != nil {
+				errs = append(errs, fmt.Errorf("recover %s: %w", p, err))
+			}
+			continue
+		}
 		if err := os.RemoveAll(p); err != nil {
 			errs = append(errs, fmt.Errorf("clean up %s: %w", p, err))
 		}

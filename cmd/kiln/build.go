@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"kiln/builder"
 	"kiln/exporter"
 	kilnrt "kiln/runtime"
+	"kiln/snapshot"
 
 	"github.com/docker/go-units"
 
@@ -154,10 +156,19 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags, contextDir stri
 			f.file = filepath.Join(contextDir, "Dockerfile")
 		}
 	}
-	// Cgroups left by a kiln killed with -9 go now; it costs well under a millisecond.
+	// What a kiln killed with -9 left (cgroups, mounted work snapshots) is recovered now; it
+	// costs well under a millisecond. Deleting files waits until after the build.
 	if err := kilnrt.CleanupStale(ctx); err != nil {
 		fmt.Fprintf(os.Stderr, "warning: %v\n", err)
 	}
+	if err := snapshot.Recover(ctx, store.SnapshotsDir()); err != nil {
+		fmt.Fprintf(os.Stderr, "warning: %v\n", err)
+	}
+	defer func() {
+		if err := snapshot.Cleanup(context.WithoutCancel(ctx), store.SnapshotsDir()); err != nil {
+			fmt.Fprintf(os.Stderr, "warning: %v\n", err)
+		}
+	}()
 	unlock, err := store.Lock(ctx, false)
 	if err != nil {
 		return err

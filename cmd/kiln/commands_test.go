@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -180,45 +182,37 @@ func TestCacheInvalidatesFromChangedCopy(t *testing.T) {
 	}
 }
 
-// TestInterruptedBuild sends SIGINT to a build whose RUN sleeps: kiln exits 130 within seconds
-// and leaves no process, mount or active snapshot behind; the next build works.
-func TestInterruptedBuild(t *testing.T) {
-	k := newKilnEnv(t)
-	localBusybox(t, k)
+// startBuild starts `kiln build` of a Dockerfile whose RUN prints "started" and then runs
+// forever ignoring SIGTERM, and returns once the step has started.
+func startBuild(t *testing.T, k *kilnEnv, marker string) (*exec.Cmd, *lockedBuffer) {
+	t.Helper()
 	ctx := t.TempDir()
-	marker := fmt.Sprintf("kiln-interrupt-%d", os.Getpid())
-	df := fmt.Sprintf("FROM busybox:latest\nRUN echo started; sleep 300 # %s\n", marker)
+	df := fmt.Sprintf("FROM busybox:latest\nRUN trap '' TERM; echo started; while :; do sleep 1; done # %s\n", marker)
 	if err := os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(df), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0], "build", "--progress", "plain", ctx)
 	cmd.Env = append(os.Environ(), "KILN_TEST_AS_KILN=1", "KILN_ROOT="+k.root)
-	var stderr lockedBuffer
-	cmd.Stderr = &stderr
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	deadline := time.Now().Add(30 * time.Second)
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
+	deadline := time.Now().Add(60 * time.Second)
 	for !strings.Contains(stderr.String(), "started") {
 		if time.Now().After(deadline) {
 			t.Fatalf("the RUN step did not start:\n%s", stderr.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	start := time.Now()
-	if err := cmd.Process.Signal(os.Interrupt); err != nil {
-		t.Fatal(err)
-	}
-	err := cmd.Wait()
-	elapsed := time.Since(start)
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != 130 {
-		t.Errorf("kiln exited with %v, want status 130", err)
-	}
-	if elapsed > 10*time.Second {
-		t.Errorf("kiln took %v to stop", elapsed)
-	}
+	return cmd, stderr
+}
+
+// assertNothingLeft checks that no process of the step, no mount under the state directory and
+// no active snapshot is left.
+func assertNothingLeft(t *testing.T, k *kilnEnv, marker string) {
+	t.Helper()
 	if out, _ := exec.Command("pgrep", "-f", marker).Output(); len(out) > 0 {
 		t.Errorf("processes of the step are left: %s", out)
 	}
@@ -232,11 +226,99 @@ func TestInterruptedBuild(t *testing.T) {
 			t.Errorf("active snapshot left: %s", e.Name())
 		}
 	}
-	// The state directory is consistent: the same Dockerfile without the sleep builds.
+}
+
+// TestInterruptedBuild: SIGINT (130) or SIGTERM (143) to kiln, while its step ignores SIGTERM,
+// stops the build within seconds and leaves no process, mount or active snapshot behind; the
+// state directory stays usable.
+func TestInterruptedBuild(t *testing.T) {
+	k := newKilnEnv(t)
+	localBusybox(t, k)
+	for _, tc := range []struct {
+		sig  os.Signal
+		code int
+	}{{os.Interrupt, 130}, {syscall.SIGTERM, 143}} {
+		marker := fmt.Sprintf("kiln-interrupt-%d-%d", os.Getpid(), tc.code)
+		cmd, _ := startBuild(t, k, marker)
+		start := time.Now()
+		if err := cmd.Process.Signal(tc.sig); err != nil {
+			t.Fatal(err)
+		}
+		err := cmd.Wait()
+		elapsed := time.Since(start)
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != tc.code {
+			t.Errorf("%v: kiln exited with %v, want status %d", tc.sig, err, tc.code)
+		}
+		if elapsed > 10*time.Second {
+			t.Errorf("%v: kiln took %v to stop", tc.sig, elapsed)
+		}
+		assertNothingLeft(t, k, marker)
+	}
+	ctx := t.TempDir()
 	if err := os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("FROM busybox:latest\nRUN echo fine\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	k.mustRun("build", "-q", ctx)
+}
+
+// TestKilledBuildRecovered: kiln killed with -9 in the middle of a RUN leaves nothing that the
+// next kiln run does not clean up: the step's processes die with it, and its mounted snapshot
+// and cgroup are recovered by the next build.
+func TestKilledBuildRecovered(t *testing.T) {
+	k := newKilnEnv(t)
+	localBusybox(t, k)
+	marker := fmt.Sprintf("kiln-killed-%d", os.Getpid())
+	cmd, _ := startBuild(t, k, marker)
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, _ := exec.Command("pgrep", "-f", marker).Output()
+		if len(out) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the step's processes outlived kiln: %s", out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ctx := t.TempDir()
+	if err := os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("FROM busybox:latest\nRUN echo after > /after\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	k.mustRun("build", "-q", ctx)
+	assertNothingLeft(t, k, marker)
+	entries, _ := os.ReadDir(filepath.Join(k.root, "snapshots"))
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "trash-") {
+			t.Errorf("trash left after a build: %s", e.Name())
+		}
+	}
+}
+
+// TestEndlessOutputBoundedMemory: a step printing 120 MB does not grow kiln's memory with it.
+func TestEndlessOutputBoundedMemory(t *testing.T) {
+	k := newKilnEnv(t)
+	localBusybox(t, k)
+	ctx := t.TempDir()
+	df := "FROM busybox:latest\nRUN yes 'a line of output that goes on and on' | head -c 100000000; yes x | tr -d '\\n' | head -c 20000000\n"
+	if err := os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(df), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "build", "--progress", "plain", ctx)
+	cmd.Env = append(os.Environ(), "KILN_TEST_AS_KILN=1", "KILN_ROOT="+k.root)
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	t.Logf("kiln's peak RSS: %d MB", ru.Maxrss/1024)
+	if ru.Maxrss > 150*1024 {
+		t.Errorf("kiln's peak RSS %d MB while the step printed 120 MB", ru.Maxrss/1024)
+	}
 }
 
 type lockedBuffer struct {

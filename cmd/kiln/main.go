@@ -3,10 +3,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 
 	kilnrt "kiln/runtime"
@@ -17,20 +17,35 @@ func main() {
 	if kilnrt.Reexec() {
 		return
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	var got atomic.Value // the signal that stopped kiln
+	go func() {
+		for s := range sigs {
+			got.CompareAndSwap(nil, s)
+			cancel() // every step stops: processes killed, mounts and snapshots removed
+		}
+	}()
 	err := newRootCommand().ExecuteContext(ctx)
-	interrupted := ctx.Err() != nil
-	stop()
+	signal.Stop(sigs)
+	cancel()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "ERROR: %v\n", err)
-		os.Exit(exitCode(err, interrupted))
+		sig, _ := got.Load().(os.Signal)
+		if sig != nil {
+			fmt.Fprintf(os.Stderr, "ERROR: build stopped by %v\n", sig)
+		} else {
+			fmt.Fprintf(os.Stderr, "ERROR: %v\n", err)
+		}
+		os.Exit(exitCode(sig))
 	}
 }
 
-// exitCode is 130 for a build stopped by SIGINT or SIGTERM, as shells report them, and 1 otherwise.
-func exitCode(err error, interrupted bool) int {
-	if interrupted || errors.Is(err, context.Canceled) {
-		return 130
+// exitCode is 128 plus the signal's number for a build stopped by SIGINT (130) or SIGTERM
+// (143), as shells report them, and 1 otherwise.
+func exitCode(sig os.Signal) int {
+	if s, ok := sig.(syscall.Signal); ok {
+		return 128 + int(s)
 	}
 	return 1
 }
