@@ -194,7 +194,14 @@ func lintError(lint *linter.Linter) error {
 			rules = append(rules, r)
 		}
 	}
-	return fmt.Errorf("lint violation found for rules: %s", strings.Join(rules, ", "))
+	return &LintViolationError{Rules: rules}
+}
+
+// LintViolationError stops a build whose Dockerfile says `# check=error=true` and breaks rules.
+type LintViolationError struct{ Rules []string }
+
+func (e *LintViolationError) Error() string {
+	return "lint violation found for rules: " + strings.Join(e.Rules, ", ")
 }
 
 // sortFindings orders the findings as BuildKit's lint results are printed: by first line, those

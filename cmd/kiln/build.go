@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +11,7 @@ import (
 
 	"kiln/builder"
 	"kiln/exporter"
+	"kiln/parser"
 	kilnrt "kiln/runtime"
 	"kiln/snapshot"
 
@@ -206,6 +208,17 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags, contextDir stri
 		}
 		return nil
 	}
+	// The checks run first: with `# check=error=true` their findings stop the build before any
+	// step runs, as BuildKit's do; otherwise they are printed after it.
+	var checks *parser.CheckResult
+	if progress != nil || f.quiet {
+		checks, err = runChecks(ctx, b, opts, nil, false)
+		var lintErr *parser.LintViolationError
+		if err == nil && checks.Err != nil && errors.As(checks.Err, &lintErr) {
+			_ = checks.Print(os.Stderr)
+			return checks.Err
+		}
+	}
 	res, err := b.Build(ctx, opts)
 	if err != nil {
 		return err
@@ -220,12 +233,6 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags, contextDir stri
 			return fmt.Errorf("export %s: %w", out.Type, err)
 		}
 	}
-	if progress != nil {
-		// The checks' findings follow a build, as BuildKit prints them; they never fail it.
-		if _, err := runChecks(ctx, b, opts, progress, false); err != nil {
-			fmt.Fprintf(progress, "checks not run: %v\n", err)
-		}
-	}
 	if f.quiet {
 		fmt.Println(res.Manifest.Digest)
 	} else if progress != nil {
@@ -233,6 +240,10 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags, contextDir stri
 		for _, t := range f.tags {
 			fmt.Fprintf(progress, "naming to %s\n", t)
 		}
+	}
+	if progress != nil && checks != nil {
+		// The checks' findings follow a build, as BuildKit prints them.
+		printCheckSummary(progress, checks)
 	}
 	return nil
 }

@@ -21,7 +21,7 @@ type errChecksFailed struct{ n int }
 func (e errChecksFailed) Error() string { return fmt.Sprintf("%d check(s) failed", e.n) }
 
 // runChecks runs the Dockerfile checks. With full, it prints every finding with its source, as
-// `docker build --check` does; otherwise the short list BuildKit prints after a build.
+// `docker build --check` does; otherwise it prints nothing (printCheckSummary does, after a build).
 func runChecks(ctx context.Context, b *builder.Builder, opts builder.Options, w io.Writer, full bool) (*parser.CheckResult, error) {
 	path := opts.Dockerfile
 	if path == "" {
@@ -70,13 +70,19 @@ func runChecks(ctx context.Context, b *builder.Builder, opts builder.Options, w 
 		}
 		return res, nil
 	}
-	if len(warnings) > 0 {
-		fmt.Fprintf(w, "\n %d warning%s found:\n", len(warnings), plural(len(warnings), "", "s"))
-		for _, wn := range warnings {
-			fmt.Fprintf(w, " - %s (line %d)\n", wn.Message, wn.Line)
-		}
-	}
 	return res, nil
+}
+
+// printCheckSummary prints the checks' findings after a build, as BuildKit lists them.
+func printCheckSummary(w io.Writer, res *parser.CheckResult) {
+	warnings := res.Warnings()
+	if len(warnings) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n %d warning%s found:\n", len(warnings), plural(len(warnings), "", "s"))
+	for _, wn := range warnings {
+		fmt.Fprintf(w, " - %s (line %d)\n", wn.Message, wn.Line)
+	}
 }
 
 func plural(n int, one, many string) string {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -129,5 +130,38 @@ func TestNoCacheFilter(t *testing.T) {
 	res := stepResults(stderr)
 	if res["RUN echo a > /a"] != "CACHED" || res["RUN echo b > /b"] != "DONE" {
 		t.Errorf("with --no-cache-filter b: %v", res)
+	}
+}
+
+// TestCheck: `kiln build --check` on a Dockerfile that breaks several rules prints what
+// `docker build --check` prints for it (recorded from BuildKit in testdata/checks) and exits 1;
+// a clean Dockerfile passes.
+func TestCheck(t *testing.T) {
+	k := newKilnEnv(t)
+	localBusybox(t, k)
+	dir, _ := filepath.Abs("../../testdata/checks/several-rules")
+	want, err := os.ReadFile(filepath.Join(dir, "expected.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, errs, err := k.run("build", "--check", dir)
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("kiln build --check exited with %v, want status 1\n%s", err, errs)
+	}
+	header, body, _ := strings.Cut(out, "\n")
+	if !strings.HasPrefix(header, "Check complete, ") || !strings.Contains(header, "warnings have been found") {
+		t.Errorf("first line %q", header)
+	}
+	if body != string(want) {
+		t.Errorf("kiln build --check printed:\n%s\nBuildKit printed:\n%s", body, want)
+	}
+	clean := t.TempDir()
+	if err := os.WriteFile(filepath.Join(clean, "Dockerfile"), []byte("FROM busybox:latest\nRUN [\"true\"]\nCMD [\"sh\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _ = k.mustRun("build", "--check", clean)
+	if strings.TrimSpace(out) != "Check complete, no warnings found." {
+		t.Errorf("clean Dockerfile: %q", out)
 	}
 }
