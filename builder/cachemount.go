@@ -12,9 +12,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
-	"time"
 
 	"kiln/builder/fileop"
+	"kiln/cache"
 	kilnrt "kiln/runtime"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
@@ -93,14 +93,14 @@ func lockCacheSlot(ctx context.Context, dir, sharing string) (int, func(), error
 	lockPath := func(n int) string { return filepath.Join(dir, strconv.Itoa(n)+".lock") }
 	switch sharing {
 	case string(instructions.MountSharingShared):
-		unlock, err := flock(ctx, lockPath(0), unix.LOCK_SH, true)
+		unlock, err := cache.LockFile(ctx, lockPath(0), false, true)
 		return 0, unlock, err
 	case string(instructions.MountSharingLocked):
-		unlock, err := flock(ctx, lockPath(0), unix.LOCK_EX, true)
+		unlock, err := cache.LockFile(ctx, lockPath(0), true, true)
 		return 0, unlock, err
 	case string(instructions.MountSharingPrivate):
 		for n := 0; ; n++ {
-			unlock, err := flock(ctx, lockPath(n), unix.LOCK_EX, false)
+			unlock, err := cache.LockFile(ctx, lockPath(n), true, false)
 			if err == nil {
 				return n, unlock, nil
 			}
@@ -110,39 +110,6 @@ func lockCacheSlot(ctx context.Context, dir, sharing string) (int, func(), error
 		}
 	}
 	return 0, nil, fmt.Errorf("unsupported sharing value %q", sharing)
-}
-
-// flock locks path (creating it) with how (LOCK_SH or LOCK_EX). With wait, it polls until the
-// lock is free or ctx ends (a blocking flock cannot be interrupted); without, a lock held by
-// another is EWOULDBLOCK. Closing the file (unlock) releases the lock.
-func flock(ctx context.Context, path string, how int, wait bool) (func(), error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	delay := time.Millisecond
-	for {
-		err := unix.Flock(int(f.Fd()), how|unix.LOCK_NB)
-		if err == nil {
-			return func() { f.Close() }, nil
-		}
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) || !wait {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, err)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, ctx.Err())
-		case <-time.After(delay):
-		}
-		if delay < 100*time.Millisecond {
-			delay *= 2
-		}
-	}
 }
 
 // initCacheDir makes the cache directory p on its first use: empty (root's, 0755, unless the

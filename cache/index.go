@@ -184,7 +184,7 @@ func emptyIndex() ocispec.Index {
 // taggers (in this or other processes) do not lose each other's changes, and replaces it
 // atomically, so readers need no lock.
 func (s *Store) updateIndex(change func(*ocispec.Index) error) error {
-	unlock, err := flockFile(context.Background(), filepath.Join(s.root, "lock-index"), true)
+	unlock, err := LockFile(context.Background(), filepath.Join(s.root, "lock-index"), true, true)
 	if err != nil {
 		return err
 	}

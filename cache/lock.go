@@ -15,7 +15,7 @@ import (
 // exclusive. It waits until the lock is free or ctx is done. Each call opens its own file, so
 // two locks taken in one process conflict as they would between processes.
 func (s *Store) Lock(ctx context.Context, exclusive bool) (unlock func(), err error) {
-	unlockFile, err := flockFile(ctx, filepath.Join(s.root, "lock"), exclusive)
+	unlockFile, err := LockFile(ctx, filepath.Join(s.root, "lock"), exclusive, true)
 	if err != nil {
 		return nil, err
 	}
@@ -39,10 +39,12 @@ func (s *Store) holdsExclusive() bool {
 	return s.exclusive > 0
 }
 
-// flockFile locks path (creating it), polling so that ctx can end the wait: a blocking flock
-// cannot be interrupted.
-func flockFile(ctx context.Context, path string, exclusive bool) (func(), error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+// LockFile locks path (creating it), shared or exclusive; closing is unlocking. With wait it
+// polls until the lock is free or ctx ends (a blocking flock cannot be interrupted); without,
+// a lock held by another fails at once with an error that wraps unix.EWOULDBLOCK. Locks of the
+// state directory and of cache mounts are taken this way.
+func LockFile(ctx context.Context, path string, exclusive, wait bool) (unlock func(), err error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
@@ -50,13 +52,16 @@ func flockFile(ctx context.Context, path string, exclusive bool) (func(), error)
 	if exclusive {
 		how = unix.LOCK_EX
 	}
-	wait := time.Millisecond
+	delay := time.Millisecond
 	for {
 		err := unix.Flock(int(f.Fd()), how|unix.LOCK_NB)
 		if err == nil {
-			break
+			return func() { f.Close() }, nil
 		}
-		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) || !wait {
 			f.Close()
 			return nil, fmt.Errorf("lock %s: %w", path, err)
 		}
@@ -64,11 +69,10 @@ func flockFile(ctx context.Context, path string, exclusive bool) (func(), error)
 		case <-ctx.Done():
 			f.Close()
 			return nil, fmt.Errorf("lock %s: %w", path, ctx.Err())
-		case <-time.After(wait):
+		case <-time.After(delay):
 		}
-		if wait < 100*time.Millisecond {
-			wait *= 2
+		if delay < 100*time.Millisecond {
+			delay *= 2
 		}
 	}
-	return func() { f.Close() }, nil // closing the file releases the flock
 }
