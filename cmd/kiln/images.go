@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"kiln/cache"
 	"kiln/exporter"
 	"kiln/snapshot"
 
@@ -109,11 +110,7 @@ func newInspectCommand(g *globalFlags) *cobra.Command {
 				return err
 			}
 			defer store.Close()
-			desc, err := store.Resolve(args[0])
-			if err != nil {
-				return fmt.Errorf("image %s: %w", args[0], err)
-			}
-			img, mdesc, err := exporter.Load(cmd.Context(), store, desc)
+			img, mdesc, err := loadStored(cmd.Context(), store, args[0])
 			if err != nil {
 				return err
 			}
@@ -214,4 +211,17 @@ func pruneSnapshots(ctx context.Context, snaps snapshot.Snapshotter, keep map[st
 		}
 	}
 	return removed, nil
+}
+
+// loadStored loads the image a name (or digest) of the local store names.
+func loadStored(ctx context.Context, store *cache.Store, ref string) (exporter.Image, ocispec.Descriptor, error) {
+	desc, err := store.Resolve(ref)
+	if err != nil {
+		return exporter.Image{}, ocispec.Descriptor{}, fmt.Errorf("image %s: %w", ref, err)
+	}
+	img, mdesc, err := exporter.Load(ctx, store, desc)
+	if err != nil {
+		return exporter.Image{}, ocispec.Descriptor{}, fmt.Errorf("image %s: %w", ref, err)
+	}
+	return img, mdesc, nil
 }

@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"kiln/builder"
-	"kiln/exporter"
 	kilnrt "kiln/runtime"
 
 	"github.com/spf13/cobra"
@@ -28,11 +27,7 @@ func newRunCommand(g *globalFlags) *cobra.Command {
 				return err
 			}
 			defer store.Close()
-			desc, err := store.Resolve(args[0])
-			if err != nil {
-				return fmt.Errorf("image %s: %w", args[0], err)
-			}
-			img, _, err := exporter.Load(ctx, store, desc)
+			img, _, err := loadStored(ctx, store, args[0])
 			if err != nil {
 				return err
 			}
