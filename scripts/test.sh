@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# test.sh: installs what kiln's tests need (Debian packages: busybox-static for the base image,
-# skopeo, umoci and docker-registry to check images with real tools) and runs the whole suite:
+# test.sh: installs what kiln's tests need (Debian packages: busybox-static for the base image;
+# skopeo, umoci and docker-registry to check images with real tools; git, openssh-client, procps
+# and xz-utils for ADD from git, the ssh agent forwarding, process checks and xz archives) and
+# runs the whole suite:
 # go vet, gofmt, and every test, as root (the tests mount overlays and make namespaces and cgroups).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
-want=(busybox-static skopeo umoci docker-registry git)
+want=(busybox-static skopeo umoci docker-registry git openssh-client procps xz-utils)
 missing=()
 for p in "${want[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
