@@ -143,7 +143,7 @@ func (bd *build) initCacheDir(ctx context.Context, p string, m *instructions.Mou
 			return err
 		}
 	} else {
-		if err := os.Chmod(tmp, fileModeFromUnix(uint32(deref(m.Mode, 0o755)))); err != nil {
+		if err := os.Chmod(tmp, fileop.FromUnixMode(uint32(deref(m.Mode, 0o755)))); err != nil {
 			return err
 		}
 		if err := os.Lchown(tmp, int(deref(m.UID, 0)), int(deref(m.GID, 0))); err != nil {

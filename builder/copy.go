@@ -444,7 +444,7 @@ func parseChmod(chmod string, spec *fileop.Spec) error {
 		if m > 0o7777 {
 			return octalErr
 		}
-		fm := fileModeFromUnix(uint32(m))
+		fm := fileop.FromUnixMode(uint32(m))
 		spec.Chmod = &fm
 		return nil
 	}
@@ -554,18 +554,3 @@ func lookupIDFile(root, file, name string, n int) ([]int, error) {
 }
 
 func isNotDir(err error) bool { return errors.Is(err, syscall.ENOTDIR) }
-
-// fileModeFromUnix turns permission bits (with setuid, setgid, sticky) into an os.FileMode.
-func fileModeFromUnix(m uint32) os.FileMode {
-	fm := os.FileMode(m & 0777)
-	if m&04000 != 0 {
-		fm |= os.ModeSetuid
-	}
-	if m&02000 != 0 {
-		fm |= os.ModeSetgid
-	}
-	if m&01000 != 0 {
-		fm |= os.ModeSticky
-	}
-	return fm
-}

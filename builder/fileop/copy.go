@@ -364,17 +364,7 @@ func (c *copier) mode(m os.FileMode) os.FileMode {
 
 // chmodBits accepts both Go's special mode bits and raw octal ones.
 func chmodBits(m os.FileMode) os.FileMode {
-	out := m & (os.ModePerm | os.ModeSetuid | os.ModeSetgid | os.ModeSticky)
-	if m&0o4000 != 0 {
-		out |= os.ModeSetuid
-	}
-	if m&0o2000 != 0 {
-		out |= os.ModeSetgid
-	}
-	if m&0o1000 != 0 {
-		out |= os.ModeSticky
-	}
-	return out
+	return m&(os.ModePerm|os.ModeSetuid|os.ModeSetgid|os.ModeSticky) | FromUnixMode(uint32(m)&0o7000)
 }
 
 // mkdirAll creates dir and its missing parents (dir is already resolved

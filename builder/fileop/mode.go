@@ -181,7 +181,7 @@ func (ms *ModeSet) Apply(m os.FileMode) os.FileMode {
 			}
 		}
 	}
-	return m&^(os.ModePerm|os.ModeSetuid|os.ModeSetgid|os.ModeSticky) | fromUnixBits(cur)
+	return m&^(os.ModePerm|os.ModeSetuid|os.ModeSetgid|os.ModeSticky) | FromUnixMode(cur)
 }
 
 // applyCopy handles "g=u", "o+g" and the like: the source class's current
@@ -226,7 +226,9 @@ func toUnixBits(m os.FileMode) uint32 {
 	return u
 }
 
-func fromUnixBits(u uint32) os.FileMode {
+// FromUnixMode turns permission bits as chmod(2) takes them (with setuid 04000, setgid 02000
+// and sticky 01000) into an os.FileMode.
+func FromUnixMode(u uint32) os.FileMode {
 	m := os.FileMode(u & 0o777)
 	if u&0o4000 != 0 {
 		m |= os.ModeSetuid
