@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"sync"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -15,8 +16,10 @@ import (
 // part the checks need is written here.
 
 var (
-	platformOSRe        = regexp.MustCompile(`^([A-Za-z0-9_-]+)(?:\(([A-Za-z0-9_.-]*)((?:\+[A-Za-z0-9_.-]+)*)\))?$`)
-	platformComponentRe = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+	platformOSRe = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^([A-Za-z0-9_-]+)(?:\(([A-Za-z0-9_.-]*)((?:\+[A-Za-z0-9_.-]+)*)\))?$`)
+	})
+	platformComponentRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_.-]+$`) })
 )
 
 // nativePlatform is the platform kiln builds for: the checks' target and build platform.
@@ -91,14 +94,14 @@ func parsePlatform(spec string) (ocispec.Platform, error) {
 		return p, fmt.Errorf("%q: wildcards not yet supported: invalid argument", spec)
 	}
 	parts := strings.SplitN(spec, "/", 4)
-	m := platformOSRe.FindStringSubmatch(parts[0])
+	m := platformOSRe().FindStringSubmatch(parts[0])
 	if m == nil {
 		return p, fmt.Errorf("%q is an invalid OS component of %q: invalid argument", parts[0], spec)
 	}
 	p.OS = normalizeOS(m[1])
 	p.OSVersion = m[2]
 	for _, part := range parts[1:] {
-		if !platformComponentRe.MatchString(part) {
+		if !platformComponentRe().MatchString(part) {
 			return ocispec.Platform{}, fmt.Errorf("%q is an invalid component of %q: invalid argument", part, spec)
 		}
 	}

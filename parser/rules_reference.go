@@ -4,6 +4,7 @@ import (
 	"errors"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // The image reference grammar of the distribution project (name[:tag][@digest], a lowercase
@@ -15,8 +16,10 @@ var (
 	refPathComponent   = `[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*`
 	refTag             = `[\w][\w.-]{0,127}`
 	refDigest          = `[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}`
-	refRe              = regexp.MustCompile(`^((?:` + refDomain + `/)?` + refPathComponent + `(?:/` + refPathComponent + `)*)(?::(` + refTag + `))?(?:@(` + refDigest + `))?$`)
-	refHex64Re         = regexp.MustCompile(`^[a-f0-9]{64}$`)
+	refRe              = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^((?:` + refDomain + `/)?` + refPathComponent + `(?:/` + refPathComponent + `)*)(?::(` + refTag + `))?(?:@(` + refDigest + `))?$`)
+	})
+	refHex64Re = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-f0-9]{64}$`) })
 )
 
 var errRefFormat = errors.New("invalid reference format")
@@ -44,7 +47,7 @@ func splitDomain(name string) (domain, remote string) {
 // validateReference tells whether s is an image reference Docker accepts, with the error
 // Docker gives otherwise.
 func validateReference(s string) error {
-	if refHex64Re.MatchString(s) {
+	if refHex64Re().MatchString(s) {
 		return errors.New("invalid repository name (" + s + "), cannot specify 64-byte hexadecimal strings")
 	}
 	domain, remainder := splitDomain(s)
@@ -53,9 +56,9 @@ func validateReference(s string) error {
 		return errors.New("invalid reference format: repository name (" + remote + ") must be lowercase")
 	}
 	full := domain + "/" + remainder
-	m := refRe.FindStringSubmatch(full)
+	m := refRe().FindStringSubmatch(full)
 	if m == nil {
-		if refRe.MatchString(strings.ToLower(full)) {
+		if refRe().MatchString(strings.ToLower(full)) {
 			return errors.New("repository name must be lowercase")
 		}
 		return errRefFormat
