@@ -280,7 +280,8 @@ func repoWorkTree(t *testing.T, git func(args ...string) string) string {
 // stage below it, so the same COPY --link on another base is the same layer, from the cache.
 func TestCopyLinkIndependent(t *testing.T) {
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "f.txt"), []byte("linked\n"), 0o644)
+	nonce := testNonce() // the suite may run again over the same store (-count=N)
+	os.WriteFile(filepath.Join(dir, "f.txt"), []byte("linked "+nonce+"\n"), 0o644)
 	build := func(df string) *Result {
 		t.Helper()
 		os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644)
@@ -291,7 +292,7 @@ func TestCopyLinkIndependent(t *testing.T) {
 		return res
 	}
 	a := build("FROM busybox:latest\nCOPY --link f.txt /opt/dir/\n")
-	b := build("FROM busybox:latest\nRUN mkdir -p /opt/dir && echo other > /opt/dir/o.txt\nCOPY --link f.txt /opt/dir/\n")
+	b := build("FROM busybox:latest\nRUN mkdir -p /opt/dir && echo other > /opt/dir/o.txt # " + nonce + "\nCOPY --link f.txt /opt/dir/\n")
 	la, lb := a.Image.Layers[len(a.Image.Layers)-1], b.Image.Layers[len(b.Image.Layers)-1]
 	if la.DiffID != lb.DiffID || b.Cached != 1 {
 		t.Errorf("linked layers %s and %s (second build: %d of %d cached)", la.DiffID, lb.DiffID, b.Cached, b.Steps)
@@ -300,6 +301,6 @@ func TestCopyLinkIndependent(t *testing.T) {
 	if err := exporter.Export(context.Background(), testStore, testSnaps, b.Manifest, exporter.Output{Type: "local", Dest: rootfs}, nil); err != nil {
 		t.Fatal(err)
 	}
-	wantFile(t, rootfs, "opt/dir/f.txt", "linked\n", 0o644, 0, 0)
+	wantFile(t, rootfs, "opt/dir/f.txt", "linked "+nonce+"\n", 0o644, 0, 0)
 	wantFile(t, rootfs, "opt/dir/o.txt", "other\n", 0o644, 0, 0)
 }

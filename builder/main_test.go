@@ -8,7 +8,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"testing"
+	"time"
 
 	"kiln/cache"
 	kilnrt "kiln/runtime"
@@ -88,3 +90,7 @@ type logWriter struct{ b []byte }
 
 func (l *logWriter) Write(p []byte) (int, error) { l.b = append(l.b, p...); return len(p), nil }
 func (l *logWriter) String() string              { return string(l.b) }
+
+// testNonce is unique to each call: a test that needs its steps to run, not to come from a
+// record an earlier run of the suite (go test -count=N) left in the shared store, puts it in them.
+func testNonce() string { return strconv.FormatInt(time.Now().UnixNano(), 36) }

@@ -124,7 +124,7 @@ func TestRunCacheMountSharing(t *testing.T) {
 			// in the same directory at the same time.
 			ctxDir := writeContext(t, map[string]string{"Dockerfile": `FROM busybox:latest
 ARG N
-RUN --mount=type=cache,target=/c,id=` + id + `,sharing=` + sharing + ` mkdir /c/busy && date +%s.%N > /start && sleep 1 && rmdir /c/busy && echo "$N" > /done
+RUN --mount=type=cache,target=/c,id=` + id + `,sharing=` + sharing + ` mkdir /c/busy && date +%s.%N > /start && sleep 1 && rmdir /c/busy && echo "$N" > /done # ` + testNonce() + `
 `})
 			var wg sync.WaitGroup
 			errs := make([]error, 2)
@@ -266,7 +266,7 @@ RUN grep CapEff /proc/self/status > /sandbox
 // not taken for one run with it.
 func TestRunNetworkInKey(t *testing.T) {
 	ctxDir := writeContext(t, map[string]string{"Dockerfile": `FROM busybox:latest
-RUN ip -o link | wc -l > /links
+RUN ip -o link | wc -l > /links # ` + testNonce() + `
 `})
 	res, log, err := testBuild(t, Options{ContextDir: ctxDir, Network: "none"})
 	if err != nil {
