@@ -26,6 +26,7 @@ type copyCmd struct {
 	from         string
 	chown, chmod string
 	add          bool
+	copyFlags
 }
 
 func (c copyCmd) name() string {
@@ -35,7 +36,7 @@ func (c copyCmd) name() string {
 	return "COPY"
 }
 
-// copyFlags are the flags of COPY and ADD beyond those copyCmd carries, read from the command.
+// copyFlags are the flags only some forms of COPY and ADD take.
 type copyFlags struct {
 	link       bool
 	exclude    []string
@@ -45,14 +46,17 @@ type copyFlags struct {
 	unpack     *bool
 }
 
-func flagsOf(cmd instructions.Command) copyFlags {
+// newCopyCmd reads a COPY or ADD instruction (expanded) into what the step needs.
+func newCopyCmd(cmd instructions.Command) copyCmd {
 	switch c := cmd.(type) {
 	case *instructions.CopyCommand:
-		return copyFlags{link: c.Link, exclude: c.ExcludePatterns, parents: c.Parents}
+		return copyCmd{cmd: c, sd: c.SourcesAndDest, from: c.From, chown: c.Chown, chmod: c.Chmod,
+			copyFlags: copyFlags{link: c.Link, exclude: c.ExcludePatterns, parents: c.Parents}}
 	case *instructions.AddCommand:
-		return copyFlags{link: c.Link, exclude: c.ExcludePatterns, keepGitDir: c.KeepGitDir, checksum: c.Checksum, unpack: c.Unpack}
+		return copyCmd{cmd: c, sd: c.SourcesAndDest, chown: c.Chown, chmod: c.Chmod, add: true,
+			copyFlags: copyFlags{link: c.Link, exclude: c.ExcludePatterns, keepGitDir: c.KeepGitDir, checksum: c.Checksum, unpack: c.Unpack}}
 	}
-	return copyFlags{}
+	return copyCmd{cmd: cmd}
 }
 
 // copyPart is one group of sources copied by the step, in Dockerfile order: a run of local
@@ -69,7 +73,7 @@ type copyPart struct {
 // copy is COPY and ADD: sources from the context, a stage, an image, URLs, git repositories or
 // heredocs, into the stage's snapshot, as BuildKit's Dockerfile frontend does them.
 func (bd *build) copy(ctx context.Context, st *stageState, c copyCmd, label string) error {
-	fl := flagsOf(c.cmd)
+	fl := c.copyFlags
 	if err := bd.expandHeredocs(st, &c); err != nil {
 		return err
 	}
@@ -241,7 +245,7 @@ func (bd *build) copyParts(ctx context.Context, st *stageState, c copyCmd, fl co
 // localSource returns what makes a part of local sources: from the context (its content
 // checksum identifies it), or from a stage or an image (its snapshot's chain ID does).
 func (bd *build) localSource(ctx context.Context, st *stageState, c copyCmd, spec fileop.Spec) (func(context.Context, []string) (copyPart, error), error) {
-	fl := flagsOf(c.cmd)
+	fl := c.copyFlags
 	spec.Extract = c.add && (fl.unpack == nil || *fl.unpack)
 	if c.from != "" && !bd.usesLocalSource(c) {
 		return nil, nil // only remote sources: no stage to wait for

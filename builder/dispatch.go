@@ -21,10 +21,8 @@ func (bd *build) dispatch(ctx context.Context, st *stageState, cmd instructions.
 	switch c := cmd.(type) {
 	case *instructions.RunCommand:
 		return bd.run(ctx, st, c, label)
-	case *instructions.CopyCommand:
-		return bd.copy(ctx, st, copyCmd{cmd: c, sd: c.SourcesAndDest, from: c.From, chown: c.Chown, chmod: c.Chmod}, label)
-	case *instructions.AddCommand:
-		return bd.copy(ctx, st, copyCmd{cmd: c, sd: c.SourcesAndDest, chown: c.Chown, chmod: c.Chmod, add: true}, label)
+	case *instructions.CopyCommand, *instructions.AddCommand:
+		return bd.copy(ctx, st, newCopyCmd(c), label)
 	case *instructions.WorkdirCommand:
 		return bd.workdir(ctx, st, c, label)
 	case *instructions.EnvCommand:

@@ -2,10 +2,7 @@ package builder
 
 import (
 	"context"
-	"fmt"
 	"io"
-	"os"
-	"strings"
 
 	"kiln/builder/fileop"
 	kilnrt "kiln/runtime"
@@ -28,7 +25,7 @@ func (bd *build) workdir(ctx context.Context, st *stageState, c *instructions.Wo
 	return bd.layerStep(ctx, st, layerStep{
 		label: label, createdBy: createdBy, key: key,
 		work: func(ctx context.Context, root string, _ io.Writer) error {
-			uid, gid := -1, -1
+			uid, gid := 0, 0
 			if user != "" {
 				u, err := kilnrt.ResolveUser(root, user)
 				if err != nil {
@@ -36,39 +33,7 @@ func (bd *build) workdir(ctx context.Context, st *stageState, c *instructions.Wo
 				}
 				uid, gid = int(u.UID), int(u.GID)
 			}
-			return mkdirAll(root, wd, uid, gid)
+			return fileop.MkdirAll(root, wd, 0o755, uid, gid)
 		},
 	})
-}
-
-// mkdirAll creates dir inside root (symlinks resolved within root), each new directory 0755 and
-// owned by uid:gid when uid >= 0.
-func mkdirAll(root, dir string, uid, gid int) error {
-	cur := "/"
-	for _, part := range strings.Split(strings.Trim(dir, "/"), "/") {
-		if part == "" {
-			continue
-		}
-		cur = strings.TrimSuffix(cur, "/") + "/" + part
-		p, err := fileop.SecureJoin(root, cur)
-		if err != nil {
-			return fmt.Errorf("mkdir %s: %w", cur, err)
-		}
-		fi, err := os.Stat(p)
-		if err == nil {
-			if !fi.IsDir() {
-				return fmt.Errorf("mkdir %s: not a directory", cur)
-			}
-			continue
-		}
-		if err := os.Mkdir(p, 0o755); err != nil {
-			return fmt.Errorf("mkdir %s: %w", cur, err)
-		}
-		if uid >= 0 {
-			if err := os.Lchown(p, uid, gid); err != nil {
-				return fmt.Errorf("chown %s: %w", cur, err)
-			}
-		}
-	}
-	return nil
 }

@@ -296,6 +296,19 @@ func lutimes(p string, atime, mtime time.Time) error {
 	return nil
 }
 
+// MkdirAll creates dir (a path inside the image root, symlinks resolved within root) and its
+// missing parents with perm and the given owner, as WORKDIR and COPY create directories.
+func MkdirAll(root, dir string, perm os.FileMode, uid, gid int) error {
+	p, err := SecureJoin(root, dir)
+	if err != nil {
+		return fmt.Errorf("mkdir %s: %w", dir, err)
+	}
+	if err := mkdirAllOwned(p, root, perm, uid, gid); err != nil {
+		return fmt.Errorf("mkdir %s: %w", dir, err)
+	}
+	return nil
+}
+
 // mkdirAllOwned creates dir and its missing parents below root with perm and
 // the given owner. dir must already be resolved inside root.
 func mkdirAllOwned(dir, root string, perm os.FileMode, uid, gid int) error {

@@ -210,14 +210,11 @@ func runBuild(cmd *cobra.Command, g *globalFlags, f *buildFlags, contextDir stri
 	}
 	// The checks run first: with `# check=error=true` their findings stop the build before any
 	// step runs, as BuildKit's do; otherwise they are printed after it.
-	var checks *parser.CheckResult
-	if progress != nil || f.quiet {
-		checks, err = runChecks(ctx, b, opts, nil, false)
-		var lintErr *parser.LintViolationError
-		if err == nil && checks.Err != nil && errors.As(checks.Err, &lintErr) {
-			_ = checks.Print(os.Stderr)
-			return checks.Err
-		}
+	checks, err := runChecks(ctx, b, opts, nil, false)
+	var lintErr *parser.LintViolationError
+	if err == nil && checks.Err != nil && errors.As(checks.Err, &lintErr) {
+		_ = checks.Print(os.Stderr)
+		return checks.Err
 	}
 	res, err := b.Build(ctx, opts)
 	if err != nil {

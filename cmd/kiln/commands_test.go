@@ -220,10 +220,17 @@ func assertNothingLeft(t *testing.T, k *kilnEnv, marker string) {
 	if strings.Contains(string(mounts), k.root) {
 		t.Errorf("mounts left under %s", k.root)
 	}
+	assertNoSnapshotDirs(t, k, "active-")
+}
+
+// assertNoSnapshotDirs checks that the state directory holds no snapshot directory named
+// prefix... (active-: a step's work snapshot; trash-: what is deleted after a build).
+func assertNoSnapshotDirs(t *testing.T, k *kilnEnv, prefix string) {
+	t.Helper()
 	entries, _ := os.ReadDir(filepath.Join(k.root, "snapshots"))
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), "active-") {
-			t.Errorf("active snapshot left: %s", e.Name())
+		if strings.HasPrefix(e.Name(), prefix) {
+			t.Errorf("snapshot directory left: %s", e.Name())
 		}
 	}
 }
@@ -291,12 +298,7 @@ func TestKilledBuildRecovered(t *testing.T) {
 	}
 	k.mustRun("build", "-q", ctx)
 	assertNothingLeft(t, k, marker)
-	entries, _ := os.ReadDir(filepath.Join(k.root, "snapshots"))
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), "trash-") {
-			t.Errorf("trash left after a build: %s", e.Name())
-		}
-	}
+	assertNoSnapshotDirs(t, k, "trash-")
 }
 
 // TestEndlessOutputBoundedMemory: a step printing 120 MB does not grow kiln's memory with it.
